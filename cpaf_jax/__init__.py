@@ -1,0 +1,63 @@
+"""cpaf-jax: Combined Parametric Activation Functions (Ko, Li, Ko 2022) in JAX and Flax.
+
+Pure functions::
+
+    z = cpaf_jax.cpaf(y, a, b, base="sigmoid")   # a, b: [..., k]
+
+NNX modules (the primary API) and the registry::
+
+    act = cpaf_jax.activation("cpaf_relu", features_shape=(26, 26, 16))
+
+Linen modules live in ``cpaf_jax.linen``.
+"""
+
+from cpaf_jax.bases import BASES, Base, resolve_base
+from cpaf_jax.functional import (
+    IMPLEMENTATIONS,
+    cpaf,
+    cpaf_partials,
+    cpaf_terms,
+    paper_sigmoid_partials,
+    parametric,
+)
+from cpaf_jax.initializers import TABLE1, default_terms
+from cpaf_jax.nnx_modules import CPAF, ELU, ActivationParam, PReLU, ReLU, Sigmoid, Tanh, prelu
+from cpaf_jax.registry import (
+    activation,
+    count_activation_params,
+    is_parametric,
+    known_activations,
+    register_activation,
+)
+from cpaf_jax.sharing import SHARINGS, param_shape
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BASES",
+    "Base",
+    "resolve_base",
+    "IMPLEMENTATIONS",
+    "cpaf",
+    "cpaf_partials",
+    "cpaf_terms",
+    "paper_sigmoid_partials",
+    "parametric",
+    "TABLE1",
+    "default_terms",
+    "CPAF",
+    "ELU",
+    "ActivationParam",
+    "PReLU",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "prelu",
+    "activation",
+    "count_activation_params",
+    "is_parametric",
+    "known_activations",
+    "register_activation",
+    "SHARINGS",
+    "param_shape",
+]

@@ -1,0 +1,322 @@
+"""CPAF as pure functions: one parametric term, the k-term sum, and its implementations.
+
+Shapes follow NumPy broadcasting with the term axis last:
+
+* ``y``: any shape ``[..., *F]`` (channels last for conv features), any float dtype.
+* ``a``, ``b``: ``[*P, k]`` where ``P`` broadcasts against the trailing axes of ``y``:
+  ``(k,)`` shares one set of terms over everything, ``(C, k)`` is per channel for
+  channels-last ``y``, ``(H, W, C, k)`` is per element.
+* output: ``y``'s shape and dtype.
+
+Three implementations compute the same function and gradients:
+
+* ``"custom_vjp"`` (the default): the k terms unrolled into one elementwise expression; the
+  backward pass saves only ``(y, a, b)``, recomputes ``f(y - b_i)`` and applies the closed
+  forms, and reduces each parameter gradient straight to ``a``'s shape, so no ``[..., k]``
+  tensor of activation size is ever materialised.
+* ``"unrolled"``: the same forward, differentiated by JAX's autodiff.
+* ``"naive"``: broadcast ``y[..., None]`` against ``[..., k]`` parameters and sum; the
+  literal reading of Eq. 7-9, kept as a reference.
+
+``benchmarks/activation.py`` measures them against each other and against ReLU.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from cpaf_jax.bases import Base, resolve_base
+
+Array = jax.Array
+BaseLike = str | Base | Callable[[Array], Array]
+
+IMPLEMENTATIONS = ("custom_vjp", "unrolled", "naive")
+DEFAULT_IMPLEMENTATION = "custom_vjp"
+
+
+# --------------------------------------------------------------------------------------------
+# Validation (runs at trace time: shapes and dtypes are static).
+
+
+def _check_float(name: str, x: Array) -> None:
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"cpaf: {name} must be a floating array, got dtype {x.dtype}")
+
+
+def check_params(y: Array, a: Array, b: Array) -> int:
+    """Checks CPAF inputs and returns k, the number of terms.
+
+    Raises:
+      ValueError: if ``a`` and ``b`` differ in shape, have no term axis, have ``k = 0``, or
+        do not broadcast against ``y[..., None]`` without enlarging ``y``.
+    """
+    a_shape, b_shape, y_shape = tuple(a.shape), tuple(b.shape), tuple(y.shape)
+    if a_shape != b_shape:
+        raise ValueError(
+            f"cpaf: a and b must have the same shape [..., k], got a{a_shape} and b{b_shape}"
+        )
+    if len(a_shape) == 0:
+        raise ValueError(
+            "cpaf: a and b need a trailing term axis of size k, e.g. shape (k,), (C, k) or "
+            "(H, W, C, k); got scalars (use cpaf_jax.parametric for a single scalar term)"
+        )
+    k = a_shape[-1]
+    if k == 0:
+        raise ValueError("cpaf: k = 0 terms (a and b have an empty last axis); k must be >= 1")
+    p_shape = a_shape[:-1]
+    if len(p_shape) > len(y_shape):
+        raise ValueError(
+            f"cpaf: parameters of shape {a_shape} have more feature axes than y{y_shape}; "
+            "a and b are [*P, k] with P matching the trailing axes of y"
+        )
+    for i, (pd, yd) in enumerate(zip(reversed(p_shape), reversed(y_shape), strict=False)):
+        if pd not in (1, yd):
+            axis = len(y_shape) - 1 - i
+            raise ValueError(
+                f"cpaf: parameters of shape {a_shape} do not broadcast against y{y_shape}: "
+                f"axis {axis} of y has size {yd} but the parameters have {pd} there. Expected "
+                f"[*P, k] with P a suffix of y's shape (or 1s), e.g. {y_shape[-1:] + (k,)} "
+                f"per channel or {y_shape[1:] + (k,)} per element"
+            )
+    return k
+
+
+def _prepare(y, a, b):
+    y, a, b = jnp.asarray(y), jnp.asarray(a), jnp.asarray(b)
+    _check_float("y", y)
+    _check_float("a", a)
+    _check_float("b", b)
+    k = check_params(y, a, b)
+    return y, a, b, k
+
+
+def _compute_dtype(y: Array, a: Array) -> jnp.dtype:
+    # Low-precision activations are computed in float32 inside the fused kernel, which costs
+    # nothing on memory traffic and keeps sums of k terms accurate.
+    dt = jnp.result_type(y.dtype, a.dtype)
+    if jnp.finfo(dt).bits < 32:
+        dt = jnp.float32
+    return dt
+
+
+def _unbroadcast(x: Array, shape: tuple[int, ...]) -> Array:
+    """Sums ``x`` over the axes that broadcasting added or expanded to reach it from ``shape``."""
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1
+    )
+    if axes:
+        x = jnp.sum(x, axis=axes)
+    return x.reshape(shape)
+
+
+# --------------------------------------------------------------------------------------------
+# One term.
+
+
+def parametric(y: Array, a, b, base: BaseLike = "sigmoid") -> Array:
+    """One parametric term ``s_(a,b)(y) = a * (f(y - b) - offset)`` (Eq. 2, 3).
+
+    Args:
+      y: input, any shape, floating dtype.
+      a: scale; scalar or array broadcasting against ``y``.
+      b: location; scalar or array broadcasting against ``y``.
+      base: ``"sigmoid"`` (Eq. 2), ``"relu"`` (Eq. 3), ``"tanh"``, a ``Base`` or an
+        elementwise callable (offset 0). See ``cpaf_jax.bases``.
+
+    Returns:
+      ``y``'s dtype, the broadcast shape of ``y``, ``a`` and ``b`` (``y``'s shape when the
+      parameters broadcast against it).
+    """
+    base = resolve_base(base)
+    y = jnp.asarray(y)
+    _check_float("y", y)
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    dt = _compute_dtype(y, jnp.result_type(a, b) if a.ndim or b.ndim else y)
+    u = y.astype(dt) - b.astype(dt)
+    return (a.astype(dt) * (base.fn(u) - base.offset)).astype(y.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# The k-term sum, three ways.
+
+
+def _forward_unrolled(y: Array, a: Array, b: Array, base: Base) -> Array:
+    dt = _compute_dtype(y, a)
+    yc = y.astype(dt)
+    k = a.shape[-1]
+    z = None
+    for i in range(k):
+        ai = a[..., i].astype(dt)
+        bi = b[..., i].astype(dt)
+        term = ai * (base.fn(yc - bi) - base.offset)
+        z = term if z is None else z + term
+    return z.astype(y.dtype)
+
+
+def _forward_naive(y: Array, a: Array, b: Array, base: Base) -> Array:
+    dt = _compute_dtype(y, a)
+    u = y.astype(dt)[..., None] - b.astype(dt)
+    return jnp.sum(a.astype(dt) * (base.fn(u) - base.offset), axis=-1).astype(y.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _cpaf_custom(y: Array, a: Array, b: Array, base: Base) -> Array:
+    return _forward_unrolled(y, a, b, base)
+
+
+def _cpaf_custom_fwd(y, a, b, base):
+    # Only the inputs are saved: f(y - b_i) is cheaper to recompute than to store k
+    # activation-sized tensors.
+    return _forward_unrolled(y, a, b, base), (y, a, b)
+
+
+def _cpaf_custom_bwd(base, res, g):
+    y, a, b = res
+    dt = _compute_dtype(y, a)
+    yc, gc = y.astype(dt), g.astype(dt)
+    p_shape = a.shape[:-1]
+    gy = None
+    ga, gb = [], []
+    for i in range(a.shape[-1]):
+        ai = a[..., i].astype(dt)
+        u = yc - b[..., i].astype(dt)
+        fu = base.fn(u)
+        t = gc * base.df(u, fu)
+        gy = ai * t if gy is None else gy + ai * t
+        ga.append(_unbroadcast(gc * (fu - base.offset), p_shape))
+        # a_i is constant along the reduced axes, so it is applied after the reduction.
+        gb.append(-ai * _unbroadcast(t, p_shape))
+    gy = gy.astype(y.dtype)
+    ga = jnp.stack(ga, axis=-1).astype(a.dtype)
+    gb = jnp.stack(gb, axis=-1).astype(b.dtype)
+    return gy, ga, gb
+
+
+_cpaf_custom.defvjp(_cpaf_custom_fwd, _cpaf_custom_bwd)
+
+
+def cpaf(
+    y: Array,
+    a: Array,
+    b: Array,
+    base: BaseLike = "sigmoid",
+    *,
+    implementation: str | None = None,
+) -> Array:
+    """Combined parametric activation ``z = sum_i a_i * (f(y - b_i) - offset)`` (Eq. 7-9).
+
+    Args:
+      y: pre-activation, shape ``[..., *F]``, floating dtype (float32, bfloat16, float64...).
+      a: scales, shape ``[*P, k]`` with ``P`` broadcasting against the trailing axes of ``y``:
+        ``(k,)`` shared, ``(C, k)`` per channel, ``(*F, k)`` per element.
+      b: locations, same shape as ``a``.
+      base: ``"sigmoid"`` (Eq. 2), ``"relu"`` (Eq. 3), ``"tanh"``, a ``cpaf_jax.Base`` or any
+        elementwise callable; see ``cpaf_jax.bases`` for the offset of each.
+      implementation: ``"custom_vjp"`` (default), ``"unrolled"`` or ``"naive"``; all give the
+        same values and gradients, they differ in speed and memory.
+
+    Returns:
+      ``z``, with ``y``'s shape and dtype.
+
+    Raises:
+      ValueError: at trace time, for ``a``/``b`` shapes that differ, ``k = 0``, parameters that
+        do not broadcast against ``y``, an unknown base or implementation.
+    """
+    base = resolve_base(base)
+    y, a, b, _ = _prepare(y, a, b)
+    impl = implementation or DEFAULT_IMPLEMENTATION
+    if impl == "custom_vjp":
+        return _cpaf_custom(y, a, b, base)
+    if impl == "unrolled":
+        return _forward_unrolled(y, a, b, base)
+    if impl == "naive":
+        return _forward_naive(y, a, b, base)
+    raise ValueError(f"cpaf: unknown implementation {impl!r}; choose one of {IMPLEMENTATIONS}")
+
+
+def cpaf_terms(y: Array, a: Array, b: Array, base: BaseLike = "sigmoid") -> Array:
+    """The k terms ``z_i = s_(a_i,b_i)(y)`` before summing.
+
+    Returns:
+      shape ``y.shape + (k,)``, ``y``'s dtype. Materialises ``k`` copies of ``y``: meant for
+      inspection and the closed forms, not for training.
+    """
+    base = resolve_base(base)
+    y, a, b, _ = _prepare(y, a, b)
+    dt = _compute_dtype(y, a)
+    u = y.astype(dt)[..., None] - b.astype(dt)
+    return (a.astype(dt) * (base.fn(u) - base.offset)).astype(y.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Closed-form partial derivatives (Eq. 10-12 and their counterparts for other bases).
+
+
+def cpaf_partials(
+    y: Array, a: Array, b: Array, base: BaseLike = "sigmoid"
+) -> tuple[Array, Array, Array]:
+    """Elementwise partial derivatives of ``z = cpaf(y, a, b)``.
+
+    For the sigmoid base, with ``s_i = sigmoid(y - b_i)`` (Eq. 10-12, in the form that does not
+    divide by ``a_i`` and so stays finite at ``a_i = 0``)::
+
+        dz/dy   = sum_i a_i s_i (1 - s_i)
+        dz/da_i = s_i - 1/2
+        dz/db_i = -a_i s_i (1 - s_i)
+
+    For the ReLU base, with ``h_i = [y > b_i]``::
+
+        dz/dy   = sum_i a_i h_i
+        dz/da_i = relu(y - b_i) - 1/2
+        dz/db_i = -a_i h_i
+
+    and in general ``dz/da_i = f(y - b_i) - offset``, ``dz/db_i = -a_i f'(y - b_i)``.
+
+    Args:
+      y: shape ``[..., *F]``.
+      a, b: shape ``[*P, k]``.
+      base: as in ``cpaf``.
+
+    Returns:
+      ``(dz_dy, dz_da, dz_db)`` with shapes ``y.shape``, ``y.shape + (k,)``, ``y.shape + (k,)``:
+      the derivative at each element, before any reduction over the batch. The gradient of a
+      loss follows by multiplying with the upstream cotangent and summing over the axes the
+      parameters are shared along.
+    """
+    base = resolve_base(base)
+    y, a, b, _ = _prepare(y, a, b)
+    dt = _compute_dtype(y, a)
+    u = y.astype(dt)[..., None] - b.astype(dt)
+    fu = base.fn(u)
+    dfu = base.df(u, fu)
+    ac = a.astype(dt)
+    dz_da = jnp.broadcast_to(fu - base.offset, u.shape)
+    dz_db = -ac * dfu
+    dz_dy = jnp.sum(ac * dfu, axis=-1)
+    return dz_dy.astype(y.dtype), dz_da.astype(a.dtype), dz_db.astype(b.dtype)
+
+
+def paper_sigmoid_partials(y: Array, a: Array, b: Array) -> tuple[Array, Array, Array]:
+    """Eq. 10-12 of the paper exactly as written, in terms of the terms ``z_i``::
+
+        dz/da_i = sigmoid(y - b_i) - 1/2
+        dz/db_i = (4 z_i^2 - a_i^2) / (4 a_i)
+        dz/dy   = sum_i (a_i^2 - 4 z_i^2) / (4 a_i)
+
+    These divide by ``a_i`` and are undefined at ``a_i = 0``; ``cpaf_partials`` is the form to
+    use. Kept to check that the two agree wherever ``a_i != 0``.
+
+    Returns:
+      as ``cpaf_partials``.
+    """
+    y, a, b, _ = _prepare(y, a, b)
+    z = cpaf_terms(y, a, b, "sigmoid")
+    dz_da = jax.nn.sigmoid(y[..., None] - b) - 0.5
+    dz_db = (4 * z * z - a * a) / (4 * a)
+    dz_dy = jnp.sum((a * a - 4 * z * z) / (4 * a), axis=-1)
+    return dz_dy, dz_da, dz_db
