@@ -11,7 +11,11 @@ NNX modules (the primary API) and the registry::
 Linen modules live in ``cpaf_jax.linen``.
 """
 
+# Importing these registers "apl", "pau" and "swish" in the registry.
+from cpaf_jax import extra_activations, fit
 from cpaf_jax.bases import BASES, Base, resolve_base
+from cpaf_jax.extra_activations import APL, PAU, Swish, apl, pau, swish
+from cpaf_jax.fit import FitResult, fit_initializer
 from cpaf_jax.functional import (
     IMPLEMENTATIONS,
     cpaf,
@@ -60,4 +64,14 @@ __all__ = [
     "register_activation",
     "SHARINGS",
     "param_shape",
+    "APL",
+    "PAU",
+    "Swish",
+    "apl",
+    "pau",
+    "swish",
+    "FitResult",
+    "fit_initializer",
+    "extra_activations",
+    "fit",
 ]

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from cpaf_jax import extra_linen
 from cpaf_jax.bases import resolve_base
 from cpaf_jax.functional import cpaf
 from cpaf_jax.initializers import default_terms, make_param
@@ -104,6 +105,9 @@ _LINEN = {
     "cpaf_sigmoid": lambda **kw: CPAF(base="sigmoid", **kw),
     "cpaf_relu": lambda **kw: CPAF(base="relu", **kw),
     "cpaf_tanh": lambda **kw: CPAF(base="tanh", **kw),
+    "apl": lambda **kw: extra_linen.APL(**kw),
+    "pau": lambda **kw: extra_linen.PAU(**kw),
+    "swish": lambda **kw: extra_linen.Swish(**kw),
 }
 
 

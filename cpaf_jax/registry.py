@@ -113,13 +113,14 @@ def count_activation_params(model: nnx.Module) -> dict[str, int]:
     """
     scalars = pairs = terms = layers = 0
     for _, node in nnx.iter_graph(model):
+        if not isinstance(node, nnx.Module):
+            continue
+        if any(isinstance(v, m.ActivationParam) for v in vars(node).values()):
+            layers += 1
         if isinstance(node, m.CPAF):
             n = int(node.a.size)
             pairs += n // node.k
             terms += n
-            layers += 1
-        elif isinstance(node, m.PReLU):
-            layers += 1
     for leaf in nnx.state(model, m.ActivationParam).flat_state():
         scalars += int(leaf[1].size)
     return {"scalars": scalars, "cpaf_pairs": pairs, "cpaf_terms": terms, "layers": layers}
