@@ -1,0 +1,1 @@
+"""Experiment configs and the ``python -m train`` command that runs the paper's experiments."""

@@ -1,0 +1,158 @@
+"""The paper's figures from our runs: loss curves (Fig. 10/13/15), the 2-D feature scatter
+(Fig. 11), the learned (a, b) scatter (Fig. 14) and learned activation shapes (Fig. 6 style).
+
+Every function takes plain data (records, arrays, models) and writes one PNG; matplotlib is
+imported lazily with the Agg backend so a headless machine needs no display.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_curves(runs: list[dict], path: str, title: str) -> str:
+    """Test loss against training step, one colour per activation, one line per seed.
+
+    Args:
+      runs: entries with ``activation``, ``seed`` and ``curve`` = list of ``[step, test_loss]``.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = {}
+    for run in runs:
+        act = run["activation"]
+        if act not in colors:
+            colors[act] = f"C{len(colors)}"
+        curve = np.asarray(run.get("curve") or [], float)
+        if curve.size == 0:
+            continue
+        ax.plot(
+            curve[:, 0],
+            curve[:, 1],
+            color=colors[act],
+            alpha=0.9 if run["seed"] == runs[0]["seed"] else 0.35,
+            lw=1.2,
+            label=act if run["seed"] == min(r["seed"] for r in runs if r["activation"] == act)
+            else None,
+        )  # fmt: skip
+    ax.set_xlabel("training step")
+    ax.set_ylabel("test loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def feature_scatter(features: dict[str, tuple[np.ndarray, np.ndarray]], path: str) -> str:
+    """Fig. 11: the 2-D features ``[z1, z2]`` of test images, one panel per activation.
+
+    Args:
+      features: activation -> (``[n, 2]`` features, ``[n]`` labels).
+    """
+    plt = _plt()
+    n = len(features)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), squeeze=False)
+    for ax, (act, (z, y)) in zip(axes[0], features.items(), strict=True):
+        for c in range(int(y.max()) + 1):
+            sel = y == c
+            ax.scatter(z[sel, 0], z[sel, 1], s=3, alpha=0.6, label=str(c), color=f"C{c % 10}")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_title(act)
+        ax.set_xlabel("z1")
+        ax.set_ylabel("z2")
+    axes[0][-1].legend(markerscale=4, fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def ab_scatter(pairs: dict[str, np.ndarray], path: str, title: str) -> str:
+    """Fig. 14: learned (a_i, b_i) of every CPAF activation element, one colour per term.
+
+    Args:
+      pairs: layer name -> ``[n, k, 2]`` array of (a, b) per element and term.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    by_term = defaultdict(list)
+    for arr in pairs.values():
+        for i in range(arr.shape[1]):
+            by_term[i].append(arr[:, i, :])
+    total = sum(arr.shape[0] for arr in pairs.values())
+    for i, chunks in sorted(by_term.items()):
+        ab = np.concatenate(chunks)
+        ax.scatter(ab[:, 0], ab[:, 1], s=2, alpha=0.3, label=f"(a{i + 1}, b{i + 1})")
+    ax.set_xlabel("a")
+    ax.set_ylabel("b")
+    ax.set_title(f"{title}\n{total:,} (a1, b1) pairs")
+    ax.grid(alpha=0.3)
+    ax.legend(markerscale=5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def activation_shapes(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: str, title: str
+) -> str:
+    """Fig. 6 style: learned activation curves of some elements against the initial curve.
+
+    Args:
+      curves: layer name -> (``[m]`` inputs, ``[m]`` initial curve, ``[e, m]`` learned curves).
+    """
+    plt = _plt()
+    n = len(curves)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.2), squeeze=False)
+    for ax, (layer, (y, init, learned)) in zip(axes[0], curves.items(), strict=True):
+        for row in learned:
+            ax.plot(y, row, color="C0", alpha=0.25, lw=0.8)
+        ax.plot(y, init, color="k", lw=1.6, ls="--", label="initial")
+        ax.set_title(layer, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def accuracy_grid(points: list[tuple[float, float, float]], path: str, title: str) -> str:
+    """Final test accuracy over a grid of initial values, e.g. ``(a, b, accuracy)`` triples."""
+    plt = _plt()
+    pts = np.asarray(points, float)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    sc = ax.scatter(pts[:, 0], pts[:, 1], c=pts[:, 2] * 100, s=160, cmap="viridis")
+    for x, y, acc in pts:
+        ax.annotate(f"{acc * 100:.1f}", (x, y), ha="center", va="center", fontsize=7, color="w")
+    fig.colorbar(sc, ax=ax, label="test accuracy (%)")
+    ax.set_xlabel("initial a")
+    ax.set_ylabel("initial b")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def ensure_dir(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    return path
