@@ -3,8 +3,9 @@
 The state is saved as its flat list of leaves (keyed ``"000000"``, ``"000001"``, ...), and
 restored into the tree structure of a freshly initialised state. That keeps checkpoints
 independent of how NNX or optax name their internals between versions; ``meta`` (JSON) holds
-the epoch, the history so far, and a description of the model's activations, so a
-checkpoint says what it contains.
+the epoch, the history so far, and the model's spec (kind, activation, sharing, the family, k
+and initial values of each activation), so ``cpaf_jax.restore.restore_model`` rebuilds the
+model from a checkpoint alone.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Checkpointer:
         self._mngr = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-            item_names=("state", "meta"),
+            item_names=("state", "model", "meta"),
         )
 
     def latest_epoch(self) -> int | None:
@@ -50,6 +51,8 @@ class Checkpointer:
             epoch,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(_leaves_dict(state)),
+                # The model alone (params, others) restores without knowing the optimizer.
+                model=ocp.args.StandardSave(_leaves_dict((state.params, state.others))),
                 meta=ocp.args.JsonSave(meta),
             ),
         )
@@ -57,8 +60,15 @@ class Checkpointer:
         self._mngr.wait_until_finished()
         return self.path(epoch)
 
-    def restore(self, epoch: int, like: Any) -> tuple[Any, dict]:
-        """Restores epoch ``epoch`` into the structure (and dtypes) of ``like``."""
+    def restore(self, epoch: int, like: Any, item: str = "state") -> tuple[Any, dict]:
+        """Restores epoch ``epoch`` into the structure (and dtypes) of ``like``.
+
+        Args:
+          epoch: which checkpoint.
+          like: a pytree of the saved structure: a ``TrainState`` for ``item="state"``, a
+            ``(params, others)`` pair for ``item="model"``.
+          item: ``"state"`` (everything, for resuming) or ``"model"`` (the model alone).
+        """
         leaves, treedef = jax.tree.flatten(like)
         abstract = {
             f"{i:06d}": jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
@@ -67,11 +77,11 @@ class Checkpointer:
         restored = self._mngr.restore(
             epoch,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract),
+                **{item: ocp.args.StandardRestore(abstract)},
                 meta=ocp.args.JsonRestore(),
             ),
         )
-        flat = restored["state"]
+        flat = restored[item]
         if len(flat) != len(leaves):
             raise ValueError(
                 f"checkpoint {self.path(epoch)} holds {len(flat)} arrays but the model has "
@@ -79,6 +89,11 @@ class Checkpointer:
             )
         new_leaves = [jax.numpy.asarray(flat[f"{i:06d}"]) for i in range(len(leaves))]
         return jax.tree.unflatten(treedef, new_leaves), restored["meta"]
+
+    def read_meta(self, epoch: int) -> dict:
+        """The JSON record saved with epoch ``epoch``."""
+        restored = self._mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return restored["meta"]
 
     def close(self) -> None:
         self._mngr.wait_until_finished()

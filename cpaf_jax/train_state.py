@@ -59,6 +59,11 @@ class TrainState:
         return self.replace(**{k: jnp.zeros((), jnp.float32) for k in _METRIC_FIELDS})
 
 
+def _keras_rmsprop(learning_rate, decay: float = 0.9, eps: float = 1e-7):
+    # Explicit arguments: inject_hyperparams reads the signature to find hyperparameters.
+    return optax.rmsprop(learning_rate, decay=decay, eps=eps)
+
+
 def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientTransformation:
     """An optax optimizer with its learning rate as an injected (vmappable) hyperparameter.
 
@@ -74,9 +79,7 @@ def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientT
     """
     makers: dict[str, Callable] = {
         "adam": optax.adam,
-        "rmsprop": lambda learning_rate, **kw: optax.rmsprop(
-            learning_rate, **{"decay": 0.9, "eps": 1e-7, **kw}
-        ),
+        "rmsprop": _keras_rmsprop,
         "sgd": optax.sgd,
     }
     if name not in makers:
@@ -106,7 +109,9 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int):
 
 
 def _forward(graphdef, params, others, x, train, key):
-    model = nnx.merge(graphdef, params, others)
+    # copy=True: fresh Variables at this trace level, so batch norm may update its statistics
+    # inside jax.grad (which traces deeper than the jit that passed ``others`` in).
+    model = nnx.merge(graphdef, params, others, copy=True)
     logits = model(x, train=train, key=key)
     _, _, new_others = nnx.split(model, nnx.Param, ...)
     return logits.astype(jnp.float32), new_others

@@ -14,6 +14,8 @@ _EPILOG = """experiments:
   cifar10          4.3: CIFAR-10, --structure 1|2|3 (Tables 3-4, 6, Fig. 15)
   cifar100         4.3: CIFAR-100, --structure 1|2|3 (Tables 3, 5, 6)
 
+  inspect RUN_DIR   summarise a trained model's activations (python -m train inspect -h)
+
 examples:
   python -m train fashion_mnist                       # the paper's four activations
   python -m train fashion_mnist --seeds 5 --baseline prelu
@@ -76,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sharing", type=parse_sharing,
                    help="activation parameters per element, channel, shared, or axes")  # fmt: skip
     p.add_argument("--k", type=int, help="number of CPAF terms (default 2)")
+    p.add_argument("--activation-lr", type=float,
+                   help="learning rate of activation parameters (default: --lr)")  # fmt: skip
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="decoupled weight decay on weights only, never on activations")  # fmt: skip
     p.add_argument("--dataset", choices=("mnist", "fashion_mnist", "cifar10", "cifar100"),
                    help="train on another dataset of the same image shape")  # fmt: skip
     p.add_argument("--data-dir", help="folder holding the dataset files")
@@ -90,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "inspect":
+        from train.inspect_cmd import main as inspect_main
+
+        return inspect_main(argv[1:])
     args = build_parser().parse_args(argv)
     from cpaf_jax.data import DataError
     from cpaf_jax.loop import TrainingDiverged
@@ -118,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         eval_every=None if args.eval_every == 0 else args.eval_every,
         sharing=args.sharing,
         activation_kwargs={"k": args.k} if args.k else None,
+        activation_lr=args.activation_lr,
+        weight_decay=args.weight_decay,
         resume=args.resume,
         progress=not args.no_progress,
         baseline=args.baseline,

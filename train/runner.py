@@ -14,7 +14,9 @@ import jax
 
 from cpaf_jax.loop import FitConfig, fit
 from cpaf_jax.models import build_model
+from cpaf_jax.param_groups import grouped_optimizer
 from cpaf_jax.registry import count_activation_params
+from cpaf_jax.restore import model_spec
 from cpaf_jax.train_state import make_optimizer
 from train import plots, report
 from train.inspect_model import ab_pairs, feature_points, learned_curves
@@ -36,6 +38,8 @@ class RunOptions:
     eval_every: int | None = -1  # -1: the config's default
     sharing: Any = None
     activation_kwargs: dict | None = None
+    activation_lr: float | None = None
+    weight_decay: float = 0.0
     resume: bool = False
     progress: bool = True
     baseline: str | None = None
@@ -128,6 +132,8 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
         "eval_every": eval_every,
         "sharing": sharing,
         "activation_kwargs": opts.activation_kwargs or {},
+        "activation_lr": opts.activation_lr,
+        "weight_decay": opts.weight_decay,
         "command": opts.command,
     }
     results = {"settings": settings, "environment": environment(), "runs": []}
@@ -139,9 +145,12 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
         for seed in opts.seeds:
             name = f"{act}/seed{seed}"
             kwargs = dict(model_kwargs)
-            if opts.activation_kwargs and act.startswith("cpaf"):
-                kwargs["activation_kwargs"] = opts.activation_kwargs
+            act_kwargs = opts.activation_kwargs if act.startswith("cpaf") else None
+            if act_kwargs:
+                kwargs["activation_kwargs"] = act_kwargs
             model = build_model(cfg.model, act, seed=seed, sharing=sharing, **kwargs)
+            spec = model_spec(model, kind=cfg.model, activation=act, seed=seed, sharing=sharing,
+                              model_kwargs=model_kwargs, activation_kwargs=act_kwargs)  # fmt: skip
             counts = count_activation_params(model)
             run_dir = os.path.join(opts.out, act, f"seed{seed}")
             fcfg = FitConfig(
@@ -154,13 +163,18 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
                 progress=opts.progress,
             )
             t0 = time.perf_counter()
+            if opts.activation_lr is not None or opts.weight_decay:
+                tx = grouped_optimizer(cfg.optimizer, lr, activation_lr=opts.activation_lr,
+                                       weight_decay=opts.weight_decay)  # fmt: skip
+            else:
+                tx = make_optimizer(cfg.optimizer, lr)
             res = fit(
                 model,
                 data,
-                make_optimizer(cfg.optimizer, lr),
+                tx,
                 fcfg,
                 name=name,
-                describe={"activation": act, "seed": seed, "model": cfg.model, **counts},
+                describe={"spec": spec, "activation_params": counts},
             )
             run = {
                 "activation": act,

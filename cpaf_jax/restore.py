@@ -1,0 +1,119 @@
+"""Self-describing checkpoints: a model spec saved with each checkpoint, and the way back.
+
+``model_spec`` records what a model is (network kind, activation, sharing, model arguments, and
+per activation layer its family, k, sharing and initial values). ``restore_model`` rebuilds
+the network from that spec and loads the checkpoint's parameters, with no config needed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+from cpaf_jax.checkpointing import Checkpointer
+from cpaf_jax.initializers import default_terms
+from cpaf_jax.models import build_model
+from cpaf_jax.nnx_modules import CPAF
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray | np.generic) or hasattr(x, "__array__"):
+        return np.asarray(x).tolist()
+    if isinstance(x, str | int | float | bool) or x is None:
+        return x
+    return None  # callables (initializers) cannot be stored; the saved values stand in
+
+
+def model_spec(
+    model: nnx.Module,
+    *,
+    kind: str,
+    activation: str,
+    seed: int = 0,
+    sharing: Any = None,
+    model_kwargs: dict | None = None,
+    activation_kwargs: dict | None = None,
+) -> dict:
+    """A JSON-able description from which ``restore_model`` rebuilds ``model``.
+
+    Args:
+      model: the built model (its activation layers are described).
+      kind, activation, seed, sharing, model_kwargs, activation_kwargs: the arguments it was
+        built with by ``cpaf_jax.models.build_model``.
+    """
+    layers = {}
+    for path, node in nnx.iter_graph(model):
+        describe = getattr(node, "describe", None)
+        if isinstance(node, nnx.Module) and callable(describe):
+            info = dict(describe())
+            if isinstance(node, CPAF):
+                a0, b0 = default_terms(node.base, node.k)
+                kw = activation_kwargs or {}
+                info["initial_a"] = _jsonable(kw.get("a_init")) if kw.get("a_init") is not None \
+                    else a0.tolist()  # fmt: skip
+                info["initial_b"] = _jsonable(kw.get("b_init")) if kw.get("b_init") is not None \
+                    else b0.tolist()  # fmt: skip
+            layers["/".join(str(p) for p in path)] = _jsonable(info)
+    return {
+        "kind": kind,
+        "activation": activation,
+        "seed": seed,
+        "sharing": _jsonable(sharing),
+        "model_kwargs": _jsonable(model_kwargs or {}),
+        "activation_kwargs": _jsonable(activation_kwargs or {}),
+        "layers": layers,
+    }
+
+
+def build_from_spec(spec: dict) -> nnx.Module:
+    """Builds the (untrained) network a spec describes."""
+    sharing = spec.get("sharing")
+    if isinstance(sharing, list):
+        sharing = tuple(sharing)
+    kwargs = dict(spec.get("model_kwargs") or {})
+    if "input_shape" in kwargs:
+        kwargs["input_shape"] = tuple(kwargs["input_shape"])
+    act_kwargs = {k: v for k, v in (spec.get("activation_kwargs") or {}).items() if v is not None}
+    if act_kwargs:
+        kwargs["activation_kwargs"] = act_kwargs
+    return build_model(spec["kind"], spec["activation"], seed=spec.get("seed", 0),
+                       sharing=sharing, **kwargs)  # fmt: skip
+
+
+def restore_model(path: str | os.PathLike, epoch: int | None = None) -> nnx.Module:
+    """Restores a trained model from a run directory or its ``checkpoints`` folder.
+
+    Args:
+      path: a run's ``--out`` directory for one model (holding ``checkpoints/``) or the
+        checkpoints folder itself.
+      epoch: which epoch; the latest by default.
+
+    Raises:
+      FileNotFoundError: no checkpoint there.
+      ValueError: the checkpoint has no model spec (written before specs existed).
+    """
+    path = os.fspath(path)
+    ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(
+        os.path.join(path, "checkpoints")) else path  # fmt: skip
+    ckpt = Checkpointer(ckpt_dir)
+    try:
+        epoch = ckpt.latest_epoch() if epoch is None else epoch
+        if epoch is None:
+            raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
+        meta = ckpt.read_meta(epoch)
+        spec = meta.get("model", {}).get("spec")
+        if not spec:
+            raise ValueError(f"checkpoint {ckpt.path(epoch)} has no model spec to rebuild from")
+        model = build_from_spec(spec)
+        graphdef, params, others = nnx.split(model, nnx.Param, ...)
+        (params, others), _ = ckpt.restore(epoch, (params, others), item="model")
+        return nnx.merge(graphdef, params, others)
+    finally:
+        ckpt.close()

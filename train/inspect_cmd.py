@@ -1,0 +1,74 @@
+"""``python -m train inspect RUN_DIR``: a trained model's activations, per layer.
+
+Restores the model from its self-describing checkpoint (no config needed), prints each
+parametric activation layer's parameter statistics, and plots the learned curves against the
+initial one (``RUN_DIR/inspect_shapes.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from train import plots
+from train.inspect_model import activation_layers, learned_curves
+
+
+def layer_stats(model) -> dict[str, dict]:
+    """Per activation layer: family, parameter shapes and per-term statistics."""
+    out = {}
+    for name, layer in activation_layers(model).items():
+        info = dict(layer.describe())
+        params = {}
+        for pname in ("a", "b", "alpha"):
+            if hasattr(layer, pname):
+                arr = np.asarray(getattr(layer, pname)[...])
+                flat = arr.reshape(-1, arr.shape[-1]) if pname in ("a", "b") else arr.reshape(-1, 1)
+                params[pname] = [
+                    {
+                        "mean": float(c.mean()),
+                        "std": float(c.std()),
+                        "min": float(c.min()),
+                        "max": float(c.max()),
+                    }  # fmt: skip
+                    for c in flat.T
+                ]
+        info["params"] = params
+        out[name] = info
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m train inspect", description=__doc__)
+    p.add_argument("run_dir", help="a run's folder (e.g. runs/fashion_mnist/cpaf_relu/seed0)")
+    p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the last)")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    args = p.parse_args(argv)
+    from cpaf_jax.restore import restore_model
+
+    try:
+        model = restore_model(args.run_dir, args.epoch)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stats = layer_stats(model)
+    if args.json:
+        print(json.dumps(stats, indent=1))
+    else:
+        for name, info in stats.items():
+            print(f"{name}: {info['family']} sharing={info.get('sharing')} "
+                  f"params={info.get('param_shape')}")  # fmt: skip
+            for pname, terms in info["params"].items():
+                for i, t in enumerate(terms):
+                    print(f"    {pname}{i + 1}: mean {t['mean']:+.4f} std {t['std']:.4f} "
+                          f"range [{t['min']:+.4f}, {t['max']:+.4f}]")  # fmt: skip
+    curves = learned_curves(model)
+    if curves:
+        path = os.path.join(args.run_dir, "inspect_shapes.png")
+        plots.activation_shapes(curves, path, "learned activations vs initial")
+        print(f"plot: {path}")
+    return 0
