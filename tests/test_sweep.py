@@ -1,0 +1,249 @@
+"""Tests of cpaf_jax.sweep: members reproduce single runs, are isolated, and every strategy and
+the sharded sweep give the same results.
+
+Small and fast on 2 CPU cores: 512 real Fashion-MNIST training images (4 steps of 128 per
+epoch), 256 test images, 1 epoch; compiled sweeps are shared through module fixtures.
+
+Why SGD and 4 steps for the vmap comparisons: a vmapped convolution is a grouped convolution
+whose float32 sums run in another order than the plain one (differences ~1e-7 relative). With
+Adam, the first update is ``lr * g / (|g| + eps)``, so a bias gradient that is a near-cancelling
+sum gets a relative error of 1e-2 and the run drifts by ~lr per step; with piecewise-linear
+activations a kink can flip after a few steps as well. SGD over 4 steps keeps the runs within
+float tolerance; the loop strategy is compared bit for bit (it runs fit's exact program).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from cpaf_jax.data import load_dataset
+from cpaf_jax.data.datasets import DataError
+from cpaf_jax.loop import FitConfig, fit
+from cpaf_jax.sweep import (
+    SweepMember,
+    build_member_model,
+    build_member_states,
+    member_epoch_indices,
+    run_sweep,
+)
+from cpaf_jax.train_state import make_optimizer, make_train_step
+
+# The paper's 4.1 network (conv 16-8-4-2) on Fashion-MNIST images: the same code paths as
+# FashionNet at a fraction of the compile time.
+KIND, ACT, OPT = "mnist_features", "cpaf_relu", "sgd"
+RTOL, ATOL = 1e-5, 1e-6
+GOOD = [
+    SweepMember(seed=0, lr=0.05),
+    SweepMember(seed=1, lr=0.1, a_init=(0.5, 1.5), b_init={"acts.0": (0.5, -0.5), "*": (1.0, 0.0)}),
+]
+# lr = 1e6: the first update puts every weight near +-1e5 and the next forward pass overflows
+# float32, so this member fails at step 1 or 2, deterministically.
+BAD = SweepMember(seed=2, lr=1e6, label="diverges")
+MEMBERS = [GOOD[0], BAD, GOOD[1]]
+
+
+@pytest.fixture(scope="module")
+def small():
+    try:
+        ds = load_dataset("fashion_mnist", allow_download=False)
+    except DataError as e:
+        pytest.skip(f"Fashion-MNIST not installed: {e}")
+    return dataclasses.replace(
+        ds,
+        train_images=ds.train_images[:512],
+        train_labels=ds.train_labels[:512],
+        test_images=ds.test_images[:256],
+        test_labels=ds.test_labels[:256],
+    )
+
+
+def _sweep(data, members, strategy, **kw):
+    return run_sweep(
+        KIND,
+        ACT,
+        members,
+        data,
+        epochs=1,
+        batch_size=128,
+        optimizer=OPT,
+        strategy=strategy,
+        eval_batch_size=256,
+        progress=False,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def sweeps(small):
+    """The same three members (one diverging) under each strategy, plus vmap without BAD."""
+    return {
+        "vmap": _sweep(small, MEMBERS, "vmap"),
+        "loop": _sweep(small, MEMBERS, "loop"),
+        "chunked": _sweep(small, MEMBERS, "chunked", chunk_size=2),  # 3 -> 2 chunks, 1 dummy
+        "vmap_good": _sweep(small, GOOD, "vmap"),
+    }
+
+
+@pytest.fixture(scope="module")
+def fit_good1(small):
+    m = GOOD[1]
+    cfg = FitConfig(epochs=1, batch_size=128, seed=m.seed, eval_batch_size=256, progress=False)
+    return fit(build_member_model(KIND, ACT, m), small, make_optimizer(OPT, m.lr), cfg)
+
+
+def _assert_trees_close(a, b, rtol=RTOL, atol=ATOL, exact=False):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(la, lb, strict=True):
+        x, y = np.asarray(x), np.asarray(y)
+        if exact:
+            np.testing.assert_array_equal(x, y)
+        else:
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def test_member_matches_single_fit_run(sweeps, fit_good1):
+    """Member 2 (seed 1, lr 0.1, per-layer a/b) of the vmapped sweep == fit with those settings."""
+    res = sweeps["vmap"]
+    st = res.member_state(2)
+    _assert_trees_close(st.params, fit_good1.state.params)
+    _assert_trees_close(st.others, fit_good1.state.others)
+    np.testing.assert_allclose(res.test_loss[2], fit_good1.test_loss, rtol=RTOL)
+    np.testing.assert_allclose(res.test_accuracy[2], fit_good1.test_accuracy, atol=1e-9)
+    assert res.failed_step[2] is None
+    assert int(st.step) == fit_good1.steps == 4
+    # The per-layer override reached acts.0 only; the "*" value the others.
+    model = build_member_model(KIND, ACT, GOOD[1])
+    np.testing.assert_array_equal(np.asarray(model.acts[0].b[...]).reshape(-1, 2)[-1], [0.5, -0.5])
+    np.testing.assert_array_equal(np.asarray(model.acts[2].b[...]).reshape(-1, 2)[0], [1.0, 0.0])
+    np.testing.assert_array_equal(np.asarray(model.acts[3].a[...]).reshape(-1, 2)[0], [0.5, 1.5])
+    # The loop strategy runs fit's own step: bit for bit the same.
+    _assert_trees_close(sweeps["loop"].member_state(2).params, fit_good1.state.params, exact=True)
+    assert sweeps["loop"].test_loss[2] == pytest.approx(fit_good1.test_loss, rel=1e-12)
+
+
+def test_diverging_member_is_isolated_and_frozen(sweeps, small):
+    for name in ("vmap", "loop", "chunked"):
+        res = sweeps[name]
+        f = res.failed_step[1]
+        assert f is not None and 1 <= f < 4, (name, res.failed_step)
+        assert res.failed_step[0] is None and res.failed_step[2] is None
+        assert np.isnan(res.test_accuracy[1]) and np.isfinite(res.test_accuracy[[0, 2]]).all()
+        assert any(r["kind"] == "diverged" and r["step"] == f for r in res.history[1])
+    # Frozen: its final params are those after exactly f good steps of its own run.
+    f = sweeps["loop"].failed_step[1]
+    graphdef, tx, (state,) = build_member_states(KIND, ACT, [BAD], optimizer=OPT)
+    step = jax.jit(make_train_step(graphdef, tx))
+    idx = member_epoch_indices([BAD.seed], 0, len(small.train_labels), 4, 128)[0]
+    images, labels = jax.numpy.asarray(small.train_images), jax.numpy.asarray(small.train_labels)
+    for i in range(f):
+        state = step(state, images, labels, idx[i])
+    assert int(state.failed_step) == -1
+    _assert_trees_close(sweeps["loop"].member_state(1).params, state.params, exact=True)
+    # (after an update of lr = 1e6, float32 rounding of the gradient shows up at ~1e-7 * lr)
+    _assert_trees_close(sweeps["vmap"].member_state(1).params, state.params, rtol=1e-4, atol=0.1)
+    # The others: exactly what a sweep without the diverging member gives.
+    ref = sweeps["vmap_good"]
+    for j, k in ((0, 0), (2, 1)):
+        _assert_trees_close(sweeps["vmap"].member_state(j).params, ref.member_state(k).params)
+        np.testing.assert_allclose(sweeps["vmap"].test_loss[j], ref.test_loss[k], rtol=RTOL)
+
+
+def test_strategies_agree(sweeps):
+    ref = sweeps["loop"]
+    for name in ("vmap", "chunked"):
+        res = sweeps[name]
+        assert res.strategy == name
+        assert res.failed_step == ref.failed_step
+        for j in (0, 2):
+            _assert_trees_close(res.member_state(j).params, ref.member_state(j).params)
+        # The diverged member's frozen weights are ~1e5 after its lr = 1e6 update.
+        _assert_trees_close(res.member_state(1).params, ref.member_state(1).params, 1e-4, 0.1)
+        np.testing.assert_allclose(res.test_loss, ref.test_loss, rtol=RTOL, equal_nan=True)
+        np.testing.assert_allclose(res.test_accuracy, ref.test_accuracy, equal_nan=True)
+        np.testing.assert_array_equal(np.asarray(res.state.step), [4, 4, 4])
+    assert sweeps["chunked"].chunk_size == 2
+
+
+def test_auto_is_loop_on_cpu_and_errors(small):
+    from cpaf_jax.sweep_strategy import rule_strategy
+
+    assert rule_strategy("cpu", 8, 1) == ("loop", 1)
+    assert rule_strategy("gpu", 6, 4) == ("vmap", 8)
+    # 512 MiB per member, 90% of 4 GiB usable: 8 members do not fit, 4 do.
+    assert rule_strategy("gpu", 8, 1, lambda c: c << 29, 4 << 30) == ("chunked", 4)
+    with pytest.raises(ValueError, match="no parameters"):
+        build_member_states(KIND, "relu", [SweepMember(0, a_init=1.0)])
+    with pytest.raises(ValueError, match="unknown strategy"):
+        _sweep(small, GOOD[:1], "fastest")
+
+
+_SHARDED_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, json, sys
+    import jax
+    jax.config.update("jax_num_cpu_devices", 8)
+    import numpy as np
+    from cpaf_jax.data import load_dataset
+    from cpaf_jax.sharding import data_mesh, data_parallel_train_step, member_mesh, replicate
+    from cpaf_jax.sharding import shard_batch
+    from cpaf_jax.sweep import SweepMember, build_member_states, member_epoch_indices, run_sweep
+
+    assert jax.device_count() == 8, jax.devices()
+    kind, act = "mnist_features", "cpaf_sigmoid"
+    ds = load_dataset("fashion_mnist", allow_download=False)
+    ds = dataclasses.replace(ds, train_images=ds.train_images[:256],
+                             train_labels=ds.train_labels[:256],
+                             test_images=ds.test_images[:128], test_labels=ds.test_labels[:128])
+    members = [SweepMember(seed=s, lr=0.05 * (s + 1)) for s in range(3)]
+    out = {}
+    for name, strategy, mesh in (("plain", "loop", None), ("sharded", "vmap", member_mesh())):
+        res = run_sweep(kind, act, members, ds, epochs=1, batch_size=128, optimizer="sgd",
+                        strategy=strategy, mesh=mesh, eval_batch_size=128, progress=False)
+        out[name] = {"params": [np.asarray(x).tolist() for x in jax.tree.leaves(res.params)],
+                     "loss": res.test_loss.tolist(), "n": int(res.state.step.shape[0])}
+    # Data parallel: member 0's two steps with its batch split over the 8 devices.
+    g, tx, (s0,) = build_member_states(kind, act, members[:1], optimizer="sgd")
+    idx = member_epoch_indices([0], 0, 256, 2, 128)[0]
+    mesh = data_mesh()
+    step = data_parallel_train_step(g, tx, mesh)
+    state, x, y = replicate((s0, ds.train_images, ds.train_labels), mesh)
+    for i in range(2):
+        state = step(state, x, y, shard_batch(idx[i], mesh))
+    out["dp"] = [np.asarray(v).tolist() for v in jax.tree.leaves(state.params)]
+    json.dump(out, open(sys.argv[1], "w"))
+    """
+)
+
+
+def test_sharded_sweep_equals_unsharded(tmp_path, small):
+    """8 simulated CPU devices: a sharded sweep (3 members padded to 8) and a data-parallel run
+    equal the single-device results (the loop strategy, i.e. plain single runs)."""
+    script, out = tmp_path / "sharded.py", tmp_path / "out.json"
+    script.write_text(_SHARDED_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["plain"]["n"] == res["sharded"]["n"] == 3
+    for a, b in zip(res["sharded"]["params"], res["plain"]["params"], strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(res["sharded"]["loss"], res["plain"]["loss"], rtol=RTOL)
+    for a, b in zip(res["dp"], res["plain"]["params"], strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b)[0], rtol=RTOL, atol=ATOL)
