@@ -85,8 +85,15 @@ def test_resume_after_interruption_matches_uninterrupted_run(fashion, tmp_path):
             if kill_after is not None and epoch == kill_after:
                 raise Killed
 
-        cfg = FitConfig(epochs=3, batch_size=64, seed=1, eval_every=4, out_dir=str(out),
-                        resume=resume, progress=False)  # fmt: skip
+        cfg = FitConfig(
+            epochs=3,
+            batch_size=64,
+            seed=1,
+            eval_every=4,
+            out_dir=str(out),
+            resume=resume,
+            progress=False,
+        )
         model = build_model("fashion_mnist", "cpaf_relu", seed=1)
         return fit(model, data, make_optimizer("adam", 1e-3), cfg, on_epoch_end=on_epoch_end)
 
@@ -102,16 +109,20 @@ def test_resume_after_interruption_matches_uninterrupted_run(fashion, tmp_path):
 
     # The resumed log holds each record once, in the same order as the uninterrupted one.
     def recs(p):
-        return [(r["kind"], r["step"]) for r in map(json.loads, p.read_text().splitlines())
-                if r["kind"] != "epoch"]  # fmt: skip
+        return [
+            (r["kind"], r["step"])
+            for r in map(json.loads, p.read_text().splitlines())
+            if r["kind"] != "epoch"
+        ]
 
     assert recs(tmp_path / "killed" / "metrics.jsonl") == recs(tmp_path / "full" / "metrics.jsonl")
 
 
 def test_nan_loss_stops_the_run_naming_step_and_checkpoint(fashion, tmp_path):
     data = small(fashion, 256, 64)
-    cfg = FitConfig(epochs=1, batch_size=64, seed=0, out_dir=str(tmp_path), progress=False,
-                    log_every=1)  # fmt: skip
+    cfg = FitConfig(
+        epochs=1, batch_size=64, seed=0, out_dir=str(tmp_path), progress=False, log_every=1
+    )
     fit(build_model("fashion_mnist", "relu", seed=0), data, make_optimizer("adam", 1e-3), cfg)
     # Epoch 2 resumes from the epoch-1 checkpoint on poisoned images: its first step, step 4
     # (4 steps per epoch, counted from 0), must stop the run.
@@ -141,25 +152,68 @@ def test_nan_in_first_epoch_reports_no_checkpoint(fashion):
 
 
 def test_help_lists_experiments_and_options():
-    out = subprocess.run([sys.executable, "-m", "train", "--help"], capture_output=True,
-                         text=True, cwd=ROOT, check=True).stdout  # fmt: skip
-    for word in ("mnist_features", "fashion_mnist", "cifar10", "cifar100", "--epochs",
-                 "--activations", "--seed", "--batch-size", "--train-subset", "--data-dir",
-                 "--out", "--resume", "--seeds"):  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "train", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    for word in (
+        "mnist_features",
+        "fashion_mnist",
+        "cifar10",
+        "cifar100",
+        "--epochs",
+        "--activations",
+        "--seed",
+        "--batch-size",
+        "--train-subset",
+        "--data-dir",
+        "--out",
+        "--resume",
+        "--seeds",
+    ):
         assert word in out
 
 
 def test_fashion_mnist_command_writes_results_report_and_plots(tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["fashion_mnist", "--train-subset", "512", "--epochs", "1", "--batch-size", "64",
-               "--activations", "cpaf_sigmoid,prelu", "--eval-every", "4", "--out", str(out),
-               "--no-progress", "--seeds", "2", "--baseline", "prelu"])  # fmt: skip
+    rc = main(
+        [
+            "fashion_mnist",
+            "--train-subset",
+            "512",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--activations",
+            "cpaf_sigmoid,prelu",
+            "--eval-every",
+            "4",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--seeds",
+            "2",
+            "--baseline",
+            "prelu",
+        ]
+    )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert len(res["runs"]) == 4
     for run in res["runs"]:
-        for key in ("activation", "seed", "test_accuracy", "test_loss", "epochs",
-                    "wall_seconds", "images_per_second"):  # fmt: skip
+        for key in (
+            "activation",
+            "seed",
+            "test_accuracy",
+            "test_loss",
+            "epochs",
+            "wall_seconds",
+            "images_per_second",
+        ):
             assert key in run
         assert 0.0 <= run["test_accuracy"] <= 1.0
         assert run["curve"], "eval_every should give a test-loss curve"
@@ -178,9 +232,22 @@ def test_fashion_mnist_command_writes_results_report_and_plots(tmp_path, capsys)
 def test_mnist_features_command_on_idx_files(tmp_path):
     write_idx_dataset(tmp_path / "data" / "mnist", n_train=96, n_test=40)
     out = tmp_path / "out"
-    rc = main(["mnist_features", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
-               "--batch-size", "32", "--activations", "relu,cpaf_relu", "--out", str(out),
-               "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "mnist_features",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--activations",
+            "relu,cpaf_relu",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert [r["activation"] for r in res["runs"]] == ["relu", "cpaf_relu"]
@@ -193,9 +260,25 @@ def test_cifar_command_end_to_end_on_cifar_format_data(tmp_path, structure):
     batches, _, _ = cifar_batches("cifar10")
     write_cifar_archive(tmp_path / "data", "cifar10", batches)
     out = tmp_path / "out"
-    rc = main(["cifar10", "--structure", str(structure), "--data-dir", str(tmp_path / "data"),
-               "--epochs", "1", "--batch-size", "8", "--activations", "cpaf_relu",
-               "--out", str(out), "--no-progress", "--no-plots"])  # fmt: skip
+    rc = main(
+        [
+            "cifar10",
+            "--structure",
+            str(structure),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--activations",
+            "cpaf_relu",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-plots",
+        ]
+    )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert res["settings"]["model_kwargs"]["structure"] == structure
@@ -222,9 +305,29 @@ def test_checkpoint_restores_an_identical_model_without_its_config(fashion, tmp_
     from cpaf_jax.restore import restore_model
 
     out = tmp_path / "out"
-    rc = main(["fashion_mnist", "--train-subset", "256", "--epochs", "1", "--batch-size", "64",
-               "--activations", "cpaf_relu", "--k", "3", "--sharing", "channel", "--out",
-               str(out), "--no-progress", "--no-plots", "--eval-every", "0"])  # fmt: skip
+    rc = main(
+        [
+            "fashion_mnist",
+            "--train-subset",
+            "256",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--activations",
+            "cpaf_relu",
+            "--k",
+            "3",
+            "--sharing",
+            "channel",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-plots",
+            "--eval-every",
+            "0",
+        ]
+    )
     assert rc == 0
     restored = restore_model(out / "cpaf_relu" / "seed0")
     assert restored.act1.k == 3 and restored.act1.sharing == "channel"
@@ -245,10 +348,55 @@ def test_checkpoint_restores_an_identical_model_without_its_config(fashion, tmp_
     from cpaf_jax.export import to_numpy
 
     x = np.random.default_rng(0).normal(size=(4, 26, 26, 16)).astype(np.float32)
-    np.testing.assert_allclose(to_numpy(restored.act1)(x), np.asarray(restored.act1(x)),
-                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        to_numpy(restored.act1)(x), np.asarray(restored.act1(x)), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_inspect_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["inspect", str(tmp_path)]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_seeds_run_as_a_sweep_with_statistics_and_grid_plot(tmp_path):
+    out = tmp_path / "out"
+    argv = [
+        "fashion_mnist",
+        "--train-subset",
+        "256",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--activations",
+        "cpaf_relu,relu",
+        "--seeds",
+        "3,7",
+        "--init-a",
+        "0.5,1",
+        "--eval-every",
+        "0",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--baseline",
+        "relu",
+    ]
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    cp = [r for r in res["runs"] if r["activation"] == "cpaf_relu"]
+    assert len(cp) == 4 and {r["seed"] for r in cp} == {3, 7}
+    assert sorted({r["init_a"][0] for r in cp}) == [0.5, 1.0]
+    assert all(r["sweep"]["members"] == 4 for r in cp)
+    relu = [r for r in res["runs"] if r["activation"] == "relu"]
+    assert len(relu) == 2 and all(r["init_a"] is None for r in relu)
+    s = res["summary"]["relu"]["test_accuracy"]
+    assert s["n"] == 2 and s["ci95_low"] <= s["mean"] <= s["ci95_high"]
+    assert (out / "ab_grid_cpaf_relu.png").stat().st_size > 1000
+    # --resume keeps finished sweeps instead of training them again.
+    before = (out / "results.json").read_text()
+    assert main(argv + ["--resume", "--no-plots"]) == 0
+    after = json.loads((out / "results.json").read_text())
+    assert [r["test_accuracy"] for r in after["runs"]] == [
+        r["test_accuracy"] for r in json.loads(before)["runs"]
+    ]

@@ -14,6 +14,7 @@ _EPILOG = """experiments:
   cifar10          4.3: CIFAR-10, --structure 1|2|3 (Tables 3-4, 6, Fig. 15)
   cifar100         4.3: CIFAR-100, --structure 1|2|3 (Tables 3, 5, 6)
 
+  reproduce         every experiment above, then REPRODUCTION.md (python -m train reproduce -h)
   inspect RUN_DIR   summarise a trained model's activations (python -m train inspect -h)
 
 examples:
@@ -51,6 +52,15 @@ def parse_sharing(text: str):
         ) from None
 
 
+def floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cpaf_jax.registry import known_activations
 
@@ -61,33 +71,93 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("experiment", choices=EXPERIMENTS, help="which experiment (see below)")
-    p.add_argument("--structure", type=int, default=1, choices=(1, 2, 3),
-                   help="CIFAR structure of Table 3 (cifar10/cifar100 only)")  # fmt: skip
+    p.add_argument(
+        "--structure",
+        type=int,
+        default=1,
+        choices=(1, 2, 3),
+        help="CIFAR structure of Table 3 (cifar10/cifar100 only)",
+    )
     names = ", ".join(known_activations())
-    p.add_argument("--activations", type=lambda s: tuple(a for a in s.split(",") if a),
-                   help=f"comma-separated names; known: {names}")  # fmt: skip
+    p.add_argument(
+        "--activations",
+        type=lambda s: tuple(a for a in s.split(",") if a),
+        help=f"comma-separated names; known: {names}",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of a single run (default 0)")
-    p.add_argument("--seeds", type=parse_seeds,
-                   help="N runs seeds 0..N-1 of every activation; 3,7,9 runs those")  # fmt: skip
+    p.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        help="N runs seeds 0..N-1 of every activation; 3,7,9 runs those",
+    )
     p.add_argument("--epochs", type=int, help="training epochs (default: the experiment's)")
     p.add_argument("--batch-size", type=int, help="batch size (default 128)")
     p.add_argument("--lr", type=float, help="learning rate (default: the experiment's)")
     p.add_argument("--train-subset", type=int, metavar="N", help="use the first N training images")
-    p.add_argument("--eval-every", type=int, default=-1, metavar="STEPS",
-                   help="test-loss evaluation interval in steps (0: per epoch only)")  # fmt: skip
-    p.add_argument("--sharing", type=parse_sharing,
-                   help="activation parameters per element, channel, shared, or axes")  # fmt: skip
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=-1,
+        metavar="STEPS",
+        help="test-loss evaluation interval in steps (0: per epoch only)",
+    )
+    p.add_argument(
+        "--sharing",
+        type=parse_sharing,
+        help="activation parameters per element, channel, shared, or axes",
+    )
     p.add_argument("--k", type=int, help="number of CPAF terms (default 2)")
-    p.add_argument("--activation-lr", type=float,
-                   help="learning rate of activation parameters (default: --lr)")  # fmt: skip
-    p.add_argument("--weight-decay", type=float, default=0.0,
-                   help="decoupled weight decay on weights only, never on activations")  # fmt: skip
-    p.add_argument("--dataset", choices=("mnist", "fashion_mnist", "cifar10", "cifar100"),
-                   help="train on another dataset of the same image shape")  # fmt: skip
+    p.add_argument(
+        "--lrs",
+        type=floats,
+        default=(),
+        help="learning rates to sweep, e.g. 1e-3,3e-3 (one member each)",
+    )
+    p.add_argument(
+        "--init-a",
+        type=floats,
+        default=(),
+        help="initial CPAF scales to sweep: a_i = A for every term",
+    )
+    p.add_argument(
+        "--init-b",
+        type=floats,
+        default=(),
+        help="initial CPAF locations to sweep: b = linspace(B, -B, k)",
+    )
+    p.add_argument(
+        "--no-sweep",
+        action="store_true",
+        help="train seeds one after another with per-epoch checkpoints (--resume) "
+        "instead of as one sweep",
+    )
+    p.add_argument(
+        "--sweep-strategy",
+        default="auto",
+        choices=("auto", "measure", "vmap", "chunked", "loop"),
+        help="how sweep members run (auto: loop on CPU, vmap on accelerators)",
+    )
+    p.add_argument(
+        "--activation-lr", type=float, help="learning rate of activation parameters (default: --lr)"
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="decoupled weight decay on weights only, never on activations",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=("mnist", "fashion_mnist", "cifar10", "cifar100"),
+        help="train on another dataset of the same image shape",
+    )
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--out", help="output folder (default runs/EXPERIMENT)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue interrupted runs from their last epoch checkpoint")  # fmt: skip
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue interrupted runs from their last epoch checkpoint",
+    )
     p.add_argument("--baseline", help="activation to compare the others against (paired)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -96,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "reproduce":
+        from train.reproduce import main as reproduce_main
+
+        return reproduce_main(argv[1:])
     if argv and argv[0] == "inspect":
         from train.inspect_cmd import main as inspect_main
 
@@ -111,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     activations = args.activations or cfg.activations
     unknown = [a for a in activations if a not in known_activations()]
     if unknown:
-        print(f"error: unknown activation(s) {unknown}; known: {known_activations()}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"error: unknown activation(s) {unknown}; known: {known_activations()}", file=sys.stderr
+        )
         return 2
     suffix = f"_s{args.structure}" if args.experiment.startswith("cifar") else ""
     opts = RunOptions(
@@ -129,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         sharing=args.sharing,
         activation_kwargs={"k": args.k} if args.k else None,
         activation_lr=args.activation_lr,
+        sweep=not args.no_sweep,
+        sweep_strategy=args.sweep_strategy,
+        learning_rates=args.lrs,
+        init_a=args.init_a,
+        init_b=args.init_b,
         weight_decay=args.weight_decay,
         resume=args.resume,
         progress=not args.no_progress,
@@ -145,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished runs are in {opts.out}/results.json; rerun the same "
-              "command with --resume to continue from the last epoch checkpoints",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"\ninterrupted: finished runs are in {opts.out}/results.json; rerun the same "
+            "command with --resume to continue from the last epoch checkpoints",
+            file=sys.stderr,
+        )
         return 130
     print(table(results["runs"], cfg))
     print(f"\nresults: {opts.out}/results.json, report: {opts.out}/report.md")

@@ -28,8 +28,12 @@ def _apt_install(package: str) -> bool:
             return True
     # The package lists may be missing or stale on a fresh machine.
     subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-    return subprocess.run(["apt-get", "install", "-y", "-q", package], env=env,
-                          capture_output=True).returncode == 0  # fmt: skip
+    return (
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", package], env=env, capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def ensure_dataset(name: str, data_dir: str | None = None):

@@ -34,7 +34,7 @@ def layer_stats(model) -> dict[str, dict]:
                         "std": float(c.std()),
                         "min": float(c.min()),
                         "max": float(c.max()),
-                    }  # fmt: skip
+                    }
                     for c in flat.T
                 ]
         info["params"] = params
@@ -60,12 +60,16 @@ def main(argv: list[str]) -> int:
         print(json.dumps(stats, indent=1))
     else:
         for name, info in stats.items():
-            print(f"{name}: {info['family']} sharing={info.get('sharing')} "
-                  f"params={info.get('param_shape')}")  # fmt: skip
+            print(
+                f"{name}: {info['family']} sharing={info.get('sharing')} "
+                f"params={info.get('param_shape')}"
+            )
             for pname, terms in info["params"].items():
                 for i, t in enumerate(terms):
-                    print(f"    {pname}{i + 1}: mean {t['mean']:+.4f} std {t['std']:.4f} "
-                          f"range [{t['min']:+.4f}, {t['max']:+.4f}]")  # fmt: skip
+                    print(
+                        f"    {pname}{i + 1}: mean {t['mean']:+.4f} std {t['std']:.4f} "
+                        f"range [{t['min']:+.4f}, {t['max']:+.4f}]"
+                    )
     curves = learned_curves(model)
     if curves:
         path = os.path.join(args.run_dir, "inspect_shapes.png")

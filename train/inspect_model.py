@@ -48,11 +48,16 @@ def learned_curves(
             b = np.asarray(layer.b[...]).reshape(-1, layer.k)
             pick = rng.choice(len(a), size=min(elements, len(a)), replace=False)
             yy = jnp.broadcast_to(jnp.asarray(y), (len(pick), len(y)))
-            learned = cpaf(yy, jnp.asarray(a[pick])[:, None, :], jnp.asarray(b[pick])[:, None, :],
-                           layer.base)  # fmt: skip
+            learned = cpaf(
+                yy, jnp.asarray(a[pick])[:, None, :], jnp.asarray(b[pick])[:, None, :], layer.base
+            )
             a0, b0 = default_terms(layer.base, layer.k)
-            init = cpaf(jnp.asarray(y), jnp.asarray(a0, jnp.float32), jnp.asarray(b0, jnp.float32),
-                        layer.base)  # fmt: skip
+            init = cpaf(
+                jnp.asarray(y),
+                jnp.asarray(a0, jnp.float32),
+                jnp.asarray(b0, jnp.float32),
+                layer.base,
+            )
             out[name] = (y, np.asarray(init), np.asarray(learned))
         else:
             alpha = np.asarray(layer.alpha[...]).reshape(-1)

@@ -44,9 +44,10 @@ def loss_curves(runs: list[dict], path: str, title: str) -> str:
             color=colors[act],
             alpha=0.9 if run["seed"] == runs[0]["seed"] else 0.35,
             lw=1.2,
-            label=act if run["seed"] == min(r["seed"] for r in runs if r["activation"] == act)
+            label=act
+            if run["seed"] == min(r["seed"] for r in runs if r["activation"] == act)
             else None,
-        )  # fmt: skip
+        )
     ax.set_xlabel("training step")
     ax.set_ylabel("test loss")
     ax.set_title(title)

@@ -17,7 +17,7 @@ def summary_by_activation(runs: list[dict]) -> dict[str, dict]:
     """Per activation: summaries of test accuracy (fraction) and loss over finished seeds."""
     by = defaultdict(list)
     for r in runs:
-        if not r.get("failed_step") and r.get("test_accuracy") is not None:
+        if r.get("failed_step") is None and r.get("test_accuracy") is not None:
             by[r["activation"]].append(r)
     return {
         act: {
@@ -35,7 +35,7 @@ def comparisons(runs: list[dict], baseline: str | None) -> dict[str, dict]:
         return {}
     acc = defaultdict(dict)
     for r in runs:
-        if not r.get("failed_step"):
+        if r.get("failed_step") is None and r.get("test_accuracy") is not None:
             acc[r["activation"]][r["seed"]] = r["test_accuracy"]
     if baseline not in acc:
         return {}
@@ -84,7 +84,7 @@ def render(cfg, runs: list[dict], *, baseline: str | None, command: str, plots: 
             f"{_fmt(sum(epoch_s) / len(epoch_s) if epoch_s else float('nan'), 1, 1)} | "
             f"{_fmt(sum(tta) / len(tta) if tta else float('nan'), 1, 1)} |"
         )
-    failed = [r for r in runs if r.get("failed_step")]
+    failed = [r for r in runs if r.get("failed_step") is not None]
     if failed:
         what = [f"{r['activation']} seed {r['seed']} at step {r['failed_step']}" for r in failed]
         lines += ["", "Failed runs (NaN/Inf): " + ", ".join(what)]

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import jax
+import numpy as np
 
 from cpaf_jax.loop import FitConfig, fit
 from cpaf_jax.models import build_model
@@ -42,6 +43,11 @@ class RunOptions:
     weight_decay: float = 0.0
     resume: bool = False
     progress: bool = True
+    sweep: bool = True
+    sweep_strategy: str = "auto"
+    learning_rates: tuple[float, ...] = ()
+    init_a: tuple[float, ...] = ()
+    init_b: tuple[float, ...] = ()
     baseline: str | None = None
     plots: bool = True
     command: str = ""
@@ -124,7 +130,7 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
         "model": cfg.model,
         "model_kwargs": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kwargs.items()
-        },  # fmt: skip
+        },
         "optimizer": cfg.optimizer,
         "learning_rate": lr,
         "batch_size": batch,
@@ -141,7 +147,30 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
     all_metrics = os.path.join(opts.out, "metrics.jsonl")
     open(all_metrics, "w").close()
     fitted = {}
+    use_sweep = opts.sweep and (
+        len(opts.seeds) > 1 or len(opts.learning_rates) > 1 or opts.init_a or opts.init_b
+    )
+    previous = []
+    if opts.resume and os.path.exists(results_path):
+        with open(results_path) as f:
+            previous = json.load(f).get("runs", [])
     for act in opts.activations:
+        done = [r for r in previous if r["activation"] == act and "sweep" in r]
+        if use_sweep and done:
+            # A finished activation's sweep is kept on --resume; sweeps have no mid-run
+            # checkpoints, so an interrupted one starts over.
+            results["runs"].extend(done)
+            _write_json(results_path, results)
+            continue
+        if use_sweep:
+            runs, models = _sweep_activation(
+                cfg, opts, act, data, model_kwargs, sharing, epochs, batch, lr, eval_every
+            )
+            for run in runs:
+                results["runs"].append(run)
+            fitted.update(models)
+            _write_json(results_path, results)
+            continue
         for seed in opts.seeds:
             name = f"{act}/seed{seed}"
             kwargs = dict(model_kwargs)
@@ -149,8 +178,15 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
             if act_kwargs:
                 kwargs["activation_kwargs"] = act_kwargs
             model = build_model(cfg.model, act, seed=seed, sharing=sharing, **kwargs)
-            spec = model_spec(model, kind=cfg.model, activation=act, seed=seed, sharing=sharing,
-                              model_kwargs=model_kwargs, activation_kwargs=act_kwargs)  # fmt: skip
+            spec = model_spec(
+                model,
+                kind=cfg.model,
+                activation=act,
+                seed=seed,
+                sharing=sharing,
+                model_kwargs=model_kwargs,
+                activation_kwargs=act_kwargs,
+            )
             counts = count_activation_params(model)
             run_dir = os.path.join(opts.out, act, f"seed{seed}")
             fcfg = FitConfig(
@@ -164,8 +200,12 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
             )
             t0 = time.perf_counter()
             if opts.activation_lr is not None or opts.weight_decay:
-                tx = grouped_optimizer(cfg.optimizer, lr, activation_lr=opts.activation_lr,
-                                       weight_decay=opts.weight_decay)  # fmt: skip
+                tx = grouped_optimizer(
+                    cfg.optimizer,
+                    lr,
+                    activation_lr=opts.activation_lr,
+                    weight_decay=opts.weight_decay,
+                )
             else:
                 tx = make_optimizer(cfg.optimizer, lr)
             res = fit(
@@ -213,9 +253,120 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
     made = make_plots(cfg, results, fitted, data, opts.out) if opts.plots else []
     _write_json(results_path, results)
     with open(os.path.join(opts.out, "report.md"), "w") as f:
-        f.write(report.render(cfg, results["runs"], baseline=baseline, command=opts.command,
-                              plots=made))  # fmt: skip
+        f.write(
+            report.render(cfg, results["runs"], baseline=baseline, command=opts.command, plots=made)
+        )
     return results
+
+
+def sweep_members(opts: RunOptions, act: str, lr: float, k: int):
+    """The members of one activation's sweep: seeds x learning rates x (a, b) grid.
+
+    The (a, b) grid follows Table 1's pattern for k terms: ``a_i = a`` and
+    ``b_i = linspace(b, -b, k)``; it applies to CPAF activations only.
+    """
+    from cpaf_jax.sweep import SweepMember
+
+    lrs = opts.learning_rates or (lr,)
+    grid = [(None, None)]
+    if act.startswith("cpaf") and (opts.init_a or opts.init_b):
+        from cpaf_jax.bases import resolve_base
+        from cpaf_jax.initializers import default_terms
+
+        a0, b0 = default_terms(resolve_base(act.split("_", 1)[1]), k)
+        a_vals = opts.init_a or (float(a0[0]),)
+        b_vals = opts.init_b or (float(b0[0]) if k > 1 else 0.0,)
+        grid = [
+            (tuple([a] * k), tuple(np.linspace(b, -b, k).tolist()) if k > 1 else (b,))
+            for a in a_vals
+            for b in b_vals
+        ]
+    return [
+        SweepMember(seed=seed, lr=rate, a_init=a, b_init=b)
+        for seed in opts.seeds
+        for rate in lrs
+        for a, b in grid
+    ]
+
+
+def _sweep_activation(cfg, opts, act, data, model_kwargs, sharing, epochs, batch, lr, eval_every):
+    """Trains all members of one activation as a sweep; returns run entries and models."""
+    from cpaf_jax.sweep import run_sweep
+
+    act_kwargs = dict(opts.activation_kwargs or {}) if act.startswith("cpaf") else {}
+    k = int(act_kwargs.get("k", 2))
+    members = sweep_members(opts, act, lr, k)
+    mk = dict(model_kwargs, sharing=sharing if sharing is not None else None)
+    if mk["sharing"] is None:
+        mk.pop("sharing")
+    if act_kwargs:
+        mk["activation_kwargs"] = act_kwargs
+    t0 = time.perf_counter()
+    res = run_sweep(
+        cfg.model,
+        act,
+        members,
+        data,
+        epochs=epochs,
+        batch_size=batch,
+        optimizer=cfg.optimizer,
+        model_kwargs=mk,
+        strategy=opts.sweep_strategy,
+        eval_every=eval_every,
+        progress=opts.progress,
+    )
+    wall = time.perf_counter() - t0
+    m = len(members)
+    runs, models = [], {}
+    for i, mem in enumerate(members):
+        hist = res.history[i]
+        epoch_secs = [r["epoch_seconds"] / m for r in hist if r.get("kind") == "epoch"]
+        tta, elapsed = None, 0.0
+        for r in hist:
+            if r.get("kind") == "epoch":
+                elapsed += r["epoch_seconds"] / m
+                if tta is None and r["test_accuracy"] >= cfg.time_to_accuracy:
+                    tta = elapsed
+        model = res.model(i)
+        run = {
+            "activation": act,
+            "seed": mem.seed,
+            "label": mem.label,
+            "dataset": data.name,
+            "test_accuracy": None
+            if res.failed_step[i] is not None
+            else float(res.test_accuracy[i]),
+            "test_loss": None if res.failed_step[i] is not None else float(res.test_loss[i]),
+            "epochs": epochs,
+            "batch_size": batch,
+            "learning_rate": mem.lr,
+            "init_a": None if mem.a_init is None else list(mem.a_init),
+            "init_b": None if mem.b_init is None else list(mem.b_init),
+            "wall_seconds": wall / m,
+            "train_seconds": res.train_seconds / m,
+            "images_per_second": len(data.train_labels)
+            * len(epoch_secs)
+            / max(sum(epoch_secs), 1e-9),
+            "epoch_seconds": epoch_secs,
+            "time_to_accuracy": tta,
+            "time_to_accuracy_threshold": cfg.time_to_accuracy,
+            "activation_params": count_activation_params(model),
+            "failed_step": res.failed_step[i],
+            "curve": _curve(hist),
+            "sweep": {
+                "members": m,
+                "strategy": res.strategy,
+                "chunk_size": res.chunk_size,
+                "member_steps_per_second": res.member_steps_per_second,
+            },
+        }
+        runs.append(run)
+        models[(act, mem.label)] = model
+        with open(os.path.join(opts.out, "metrics.jsonl"), "a") as f:
+            for rec in hist:
+                f.write(json.dumps({"name": f"{act}/{mem.label}", **rec}) + "\n")
+    print(f"{act}: sweep of {m} members ({res.strategy}) in {wall:.1f} s", file=sys.stderr)
+    return runs, models
 
 
 def make_plots(cfg, results: dict, fitted: dict, data, out: str) -> list[str]:
@@ -223,12 +374,15 @@ def make_plots(cfg, results: dict, fitted: dict, data, out: str) -> list[str]:
     made = []
     runs = results["runs"]
     if any(r["curve"] for r in runs):
-        made.append(plots.loss_curves(runs, os.path.join(out, "test_loss.png"),
-                                      f"Test loss, {cfg.name} ({data.name})"))  # fmt: skip
-    first_seed = {}
-    for act, seed in fitted:
-        first_seed.setdefault(act, seed)
-    models = {act: fitted[(act, s)] for act, s in first_seed.items()}
+        made.append(
+            plots.loss_curves(
+                runs, os.path.join(out, "test_loss.png"), f"Test loss, {cfg.name} ({data.name})"
+            )
+        )
+    first = {}
+    for act, key in fitted:
+        first.setdefault(act, key)
+    models = {act: fitted[(act, key)] for act, key in first.items()}
     if cfg.model == "mnist_features":
         feats = {
             act: feature_points(m, data.test_images, data.test_labels) for act, m in models.items()
@@ -237,10 +391,25 @@ def make_plots(cfg, results: dict, fitted: dict, data, out: str) -> list[str]:
     for act, m in models.items():
         pairs = ab_pairs(m)
         if pairs:
-            made.append(plots.ab_scatter(pairs, os.path.join(out, f"ab_scatter_{act}.png"),
-                                         f"Learned (a, b) of {act}"))  # fmt: skip
+            made.append(
+                plots.ab_scatter(
+                    pairs, os.path.join(out, f"ab_scatter_{act}.png"), f"Learned (a, b) of {act}"
+                )
+            )
         curves = learned_curves(m)
         if curves:
-            made.append(plots.activation_shapes(curves, os.path.join(out, f"shapes_{act}.png"),
-                                                f"Learned {act} vs initial"))  # fmt: skip
+            made.append(
+                plots.activation_shapes(
+                    curves, os.path.join(out, f"shapes_{act}.png"), f"Learned {act} vs initial"
+                )
+            )
+    grid = [r for r in runs if r.get("init_a") is not None and r.get("test_accuracy") is not None]
+    for act in dict.fromkeys(r["activation"] for r in grid):
+        cells: dict[tuple[float, float], list[float]] = {}
+        for r in grid:
+            if r["activation"] == act:
+                cells.setdefault((r["init_a"][0], r["init_b"][0]), []).append(r["test_accuracy"])
+        points = [(a, b, sum(v) / len(v)) for (a, b), v in cells.items()]
+        path = os.path.join(out, f"ab_grid_{act}.png")
+        made.append(plots.accuracy_grid(points, path, f"{act}: test accuracy over initial (a, b1)"))
     return [os.path.basename(p) for p in made]
