@@ -63,12 +63,14 @@ def grouped_optimizer(
     def weights_tx():
         tx = make_optimizer(name, learning_rate)
         if weight_decay:
-            tx = optax.chain(
-                optax.add_decayed_weights(weight_decay),
-                tx,
-            ) if name == "sgd" else optax.chain(
-                tx, _decoupled_decay(weight_decay, learning_rate)
-            )  # fmt: skip
+            tx = (
+                optax.chain(
+                    optax.add_decayed_weights(weight_decay),
+                    tx,
+                )
+                if name == "sgd"
+                else optax.chain(tx, _decoupled_decay(weight_decay, learning_rate))
+            )
         return tx
 
     return optax.multi_transform(

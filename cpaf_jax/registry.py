@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 from flax import nnx
 
 from cpaf_jax import nnx_modules as m
@@ -121,6 +122,6 @@ def count_activation_params(model: nnx.Module) -> dict[str, int]:
             n = int(node.a.size)
             pairs += n // node.k
             terms += n
-    for leaf in nnx.state(model, m.ActivationParam).flat_state():
-        scalars += int(leaf[1].size)
+    for leaf in jax.tree.leaves(nnx.state(model, m.ActivationParam)):
+        scalars += int(leaf.size)
     return {"scalars": scalars, "cpaf_pairs": pairs, "cpaf_terms": terms, "layers": layers}

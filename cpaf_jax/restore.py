@@ -56,10 +56,12 @@ def model_spec(
             if isinstance(node, CPAF):
                 a0, b0 = default_terms(node.base, node.k)
                 kw = activation_kwargs or {}
-                info["initial_a"] = _jsonable(kw.get("a_init")) if kw.get("a_init") is not None \
-                    else a0.tolist()  # fmt: skip
-                info["initial_b"] = _jsonable(kw.get("b_init")) if kw.get("b_init") is not None \
-                    else b0.tolist()  # fmt: skip
+                info["initial_a"] = (
+                    _jsonable(kw.get("a_init")) if kw.get("a_init") is not None else a0.tolist()
+                )
+                info["initial_b"] = (
+                    _jsonable(kw.get("b_init")) if kw.get("b_init") is not None else b0.tolist()
+                )
             layers["/".join(str(p) for p in path)] = _jsonable(info)
     return {
         "kind": kind,
@@ -83,8 +85,9 @@ def build_from_spec(spec: dict) -> nnx.Module:
     act_kwargs = {k: v for k, v in (spec.get("activation_kwargs") or {}).items() if v is not None}
     if act_kwargs:
         kwargs["activation_kwargs"] = act_kwargs
-    return build_model(spec["kind"], spec["activation"], seed=spec.get("seed", 0),
-                       sharing=sharing, **kwargs)  # fmt: skip
+    return build_model(
+        spec["kind"], spec["activation"], seed=spec.get("seed", 0), sharing=sharing, **kwargs
+    )
 
 
 def restore_model(path: str | os.PathLike, epoch: int | None = None) -> nnx.Module:
@@ -100,8 +103,11 @@ def restore_model(path: str | os.PathLike, epoch: int | None = None) -> nnx.Modu
       ValueError: the checkpoint has no model spec (written before specs existed).
     """
     path = os.fspath(path)
-    ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(
-        os.path.join(path, "checkpoints")) else path  # fmt: skip
+    ckpt_dir = (
+        os.path.join(path, "checkpoints")
+        if os.path.isdir(os.path.join(path, "checkpoints"))
+        else path
+    )
     ckpt = Checkpointer(ckpt_dir)
     try:
         epoch = ckpt.latest_epoch() if epoch is None else epoch

@@ -25,7 +25,7 @@ def normalize_features_shape(features_shape) -> tuple[int, ...] | None:
     if features_shape is None:
         return None
     if isinstance(features_shape, int):
-        return (features_shape,)
+        features_shape = (features_shape,)
     shape = tuple(int(d) for d in features_shape)
     if any(d <= 0 for d in shape):
         raise ValueError(f"features_shape must have positive sizes, got {shape}")

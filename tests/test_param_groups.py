@@ -60,8 +60,9 @@ def test_activation_lr_and_weight_decay_reach_the_right_leaves(activation):
         if label == "activation":
             np.testing.assert_allclose(u, -0.01, rtol=1e-6)  # own lr, no decay
         else:
-            np.testing.assert_allclose(u, -0.1 * (1 + 0.5 * np.asarray(p[path])), rtol=1e-5,
-                                       atol=1e-7)  # fmt: skip
+            np.testing.assert_allclose(
+                u, -0.1 * (1 + 0.5 * np.asarray(p[path])), rtol=1e-5, atol=1e-7
+            )
     assert seen == {"activation", "weight"}
 
 
@@ -73,5 +74,6 @@ def test_grouped_adam_keeps_activation_params_fixed_with_zero_lr():
     new = optax.apply_updates(params, updates)
     a_old = np.asarray(params["act1"]["a"][...])
     np.testing.assert_array_equal(np.asarray(new["act1"]["a"][...]), a_old)
-    assert not np.allclose(np.asarray(new["conv1"]["kernel"][...]),
-                           np.asarray(params["conv1"]["kernel"][...]))  # fmt: skip
+    assert not np.allclose(
+        np.asarray(new["conv1"]["kernel"][...]), np.asarray(params["conv1"]["kernel"][...])
+    )

@@ -1,0 +1,219 @@
+"""Writes the suite's results as ``BENCHMARKS.md`` (tables) and JSON (everything)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+SECTIONS = ("activation", "train_step", "memory", "epoch", "torch_peer", "loop_strategy")
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _f(x, nd=2):
+    return f"{x:.{nd}f}"
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    v = m["versions"]
+    out = [
+        "# cpaf-jax benchmarks",
+        "",
+        f"Mode `{results['mode']}`; {m['cpu_model']}, {m['cpu_count']} cores (load average at "
+        f"start {m['load_average']}); backend {m['backend']} ({m['device_kind']}); jax "
+        f"{v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, optax {v['optax']}, torch "
+        f"{v['torch']}. Raw numbers: `{results.get('json_path', 'BENCHMARKS.json')}`; rerun with "
+        "`python -m benchmarks` (`--quick` for a two-minute run).",
+        "",
+        "Variants are timed interleaved in one process and the minimum over repeats is kept; "
+        "ratios to ReLU within one run are the numbers to read, absolute times move with the "
+        "machine's load.",
+        "",
+    ]
+    s = results["sections"]
+    if "activation" in s:
+        out += [
+            "## 1. Activation alone (FashionNet shapes, float32)",
+            "",
+            "Forward, and forward+backward (gradients for the input and any parameters), "
+            "ratio to ReLU at the same shape. CPAF default implementation unless named.",
+            "",
+        ]
+        rows = [
+            [
+                r["shape"],
+                r["name"],
+                _f(r["forward_ms"], 3),
+                _f(r["forward_ratio"]),
+                _f(r["fwd_bwd_ms"], 3),
+                _f(r["fwd_bwd_ratio"]),
+            ]
+            for r in s["activation"]["rows"]
+        ]
+        out += [
+            _table(
+                ["shape", "activation", "fwd ms", "fwd / ReLU", "fwd+bwd ms", "fwd+bwd / ReLU"],
+                rows,
+            ),
+            "",
+        ]
+    if "train_step" in s:
+        out += [
+            "## 2. Training step of each paper network",
+            "",
+            "Jitted, donated `make_train_step` on random data; ratio to ReLU's step in the "
+            "same run.",
+            "",
+        ]
+        rows = [
+            [
+                r["network"],
+                r["activation"],
+                r["batch"],
+                r["optimizer"],
+                _f(r["step_ms"]),
+                _f(r["ratio"]),
+                f"{r['images_per_s']:,.0f}",
+            ]
+            for r in s["train_step"]["rows"]
+        ]
+        out += [
+            _table(
+                ["network", "activation", "batch", "optimizer", "step ms", "/ ReLU", "images/s"],
+                rows,
+            ),
+            "",
+        ]
+        out += [
+            "## 3. Compiled memory of each training step",
+            "",
+            "`memory_analysis()` of the step with a one-batch dataset: temp + argument + "
+            "output - alias, ratio to ReLU.",
+            "",
+        ]
+        rows = [
+            [
+                r["network"],
+                r["activation"],
+                f"{r['memory']['temp'] / 2**20:.2f}",
+                f"{r['memory']['argument'] / 2**20:.2f}",
+                f"{r['memory']['output'] / 2**20:.2f}",
+                f"{r['memory']['total'] / 2**20:.2f}",
+                _f(r["mem_ratio"]),
+                _f(r["temp_ratio"]),
+            ]
+            for r in s["train_step"]["rows"]
+        ]
+        out += [
+            _table(
+                [
+                    "network",
+                    "activation",
+                    "temp MiB",
+                    "argument MiB",
+                    "output MiB",
+                    "total MiB",
+                    "total / ReLU",
+                    "temp / ReLU",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    if "epoch" in s:
+        e = s["epoch"]
+        out += [
+            "## 4. Epoch through `loop.fit` against the step alone",
+            "",
+            f"Fashion-MNIST from `{e['dataset']}`, {e['train_images']:,} training images, "
+            "batch 128, Adam; fit's steady (second) epoch, evaluation excluded.",
+            "",
+        ]
+        rows = [
+            [
+                r["activation"],
+                f"{r['fit_images_per_s']:,.0f}",
+                f"{r['step_images_per_s']:,.0f}",
+                _f(r["efficiency"]),
+            ]
+            for r in e["rows"]
+        ]
+        out += [
+            _table(["activation", "fit images/s", "step alone images/s", "efficiency"], rows),
+            "",
+        ]
+    if "torch_peer" in s:
+        t = s["torch_peer"]
+        out += ["## 5. PyTorch eager peer (FashionNet, Adam)", ""]
+        if not t["available"]:
+            out += ["torch is not installed; section skipped.", ""]
+        else:
+            out += [
+                f"torch {t['torch_version']}, `torch.set_num_threads({t['torch_threads']})`;"
+                " NCHW; CPAF as a plain PyTorch module with per-element `a`, `b` "
+                "`[*F, 2]`.",
+                "",
+            ]
+            rows = [
+                [
+                    r["framework"],
+                    r["activation"],
+                    r["batch"],
+                    _f(r["step_ms"]),
+                    _f(r["ratio_to_jax_relu"]),
+                ]
+                for r in t["rows"]
+            ]
+            out += [_table(["framework", "activation", "batch", "step ms", "/ JAX ReLU"], rows), ""]
+    if "loop_strategy" in s:
+        ls = s["loop_strategy"]
+        out += [
+            "## 6. Loop strategy",
+            "",
+            f"Dispatch of a trivial jitted step: {ls['dispatch_us']:.1f} us per call "
+            f"({ls['backend']}).",
+            "",
+        ]
+        rows = [
+            [
+                r["activation"],
+                r["n_steps"],
+                _f(r["loop_ms_per_step"]),
+                _f(r["scan_ms_per_step"]),
+                _f(r["scan_over_loop"]),
+            ]
+            for r in ls["rows"]
+        ]
+        out += [
+            _table(
+                ["activation", "steps", "Python loop ms/step", "lax.scan ms/step", "scan / loop"],
+                rows,
+            ),
+            "",
+            f"Faster on this backend: **{ls['faster']}**. `loop.fit` uses the Python loop; "
+            "on GPU/TPU, where per-step dispatch is a larger share of a step, scan may win "
+            "and should be re-measured there (no accelerator was available here).",
+            "",
+        ]
+    if results.get("notes"):
+        out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
+    return "\n".join(out)
+
+
+def write(results: dict, md_path: str, json_paths: list[str]) -> None:
+    """Writes the markdown to ``md_path`` and the JSON to every path in ``json_paths``."""
+    for p in [md_path, *json_paths]:
+        os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
+    results = dict(
+        results, json_path=os.path.relpath(json_paths[0], os.path.dirname(os.path.abspath(md_path)))
+    )
+    with open(md_path, "w") as f:
+        f.write(markdown(results))
+    for p in json_paths:
+        with open(p, "w") as f:
+            json.dump(results, f, indent=1, default=str)

@@ -1,0 +1,176 @@
+"""Sweep throughput (member-steps per second) against the sequential loop of the same members.
+
+For M in 1, 2, 4, 8, 16, 32 FashionNet members (batch 128, ``relu`` and ``cpaf_relu``) it times
+training steps of
+
+* ``sequential``: the baseline, each member's state stepped with its own jitted
+  ``make_train_step`` call, one member after another (what M separate ``fit`` runs do);
+* the sweep strategies ``vmap``, ``chunked`` (chunks of 4), ``loop`` and ``auto`` (whatever
+  ``sweep_strategy.rule_strategy`` picks on this backend), through the sweep's executors;
+
+after one warm-up (compile) step, best of ``--repeats`` round-robin timings, and writes
+``sweep_throughput.md`` (a table of member-steps/s and ratio to sequential) and
+``sweep_throughput.json`` into ``--out``.
+
+    python -m benchmarks.sweep_throughput --out benchmarks/results [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+
+from cpaf_jax.data import load_dataset
+from cpaf_jax.sweep import SweepMember, build_member_states, member_epoch_indices
+from cpaf_jax.sweep_strategy import SweepProgram, make_executor, rule_strategy
+
+KIND = "fashion_mnist"
+
+
+def bench_one(ds, activation: str, m: int, steps: int, repeats: int, chunk: int) -> dict:
+    """Member-steps/s of the sequential baseline and of each strategy for ``m`` members.
+
+    Every candidate is compiled first; then ``repeats`` rounds time ``steps`` steps of each
+    candidate in turn (round-robin, so a load spike on the shared machine hits all alike), and
+    the best round counts.
+    """
+    members = [SweepMember(seed=s, lr=1e-3) for s in range(m)]
+    graphdef, tx, states = build_member_states(KIND, activation, members)
+    n = len(ds.train_labels)
+    n_steps = 1 + steps * repeats
+    idx = member_epoch_indices([s.seed for s in members], 0, n, n_steps, 128)
+    empty = np.zeros((1, 1, 28, 28, 1), np.float32), np.zeros((1, 1), np.int32)
+    program = SweepProgram(
+        graphdef,
+        tx,
+        ds.train_images,
+        ds.train_labels,
+        (*empty, np.ones((1, 1), np.float32)),
+        None,
+    )
+
+    # Baseline: M independent runs, each its own jitted step (fit's program and slicing).
+    step = jax.jit(program.train_step, donate_argnums=(0,))
+    images, labels = program.data_on(None)[:2]
+    seq = [jax.tree.map(jax.numpy.copy, s) for s in states]
+    perms = [jax.numpy.asarray(idx[j]) for j in range(m)]
+
+    def seq_step(i):
+        for j in range(m):
+            seq[j] = step(seq[j], images, labels, perms[j][i])
+        return seq
+
+    auto_name, auto_c = rule_strategy(jax.default_backend(), m, 1)
+    plans = {"vmap": ("vmap", m), "chunked": ("chunked", min(chunk, m)), "loop": ("loop", 1)}
+    plans["auto"] = (auto_name, auto_c)
+    runners = {"sequential": seq_step}
+    for label, (name, c) in plans.items():
+        ex = make_executor(program, m, name, c)
+        ex.load(states)
+        ex.set_epoch(idx)
+
+        def ex_step(i, ex=ex):
+            ex.step(i)
+            return ex.chunks if hasattr(ex, "chunks") else ex.members
+
+        runners[label] = ex_step
+    for fn in runners.values():  # compile
+        jax.block_until_ready(fn(0))
+    best = {k: float("inf") for k in runners}
+    for r in range(repeats):
+        for label, fn in runners.items():
+            t0 = time.perf_counter()
+            for i in range(steps):
+                out = fn(1 + r * steps + i)
+            jax.block_until_ready(out)
+            best[label] = min(best[label], (time.perf_counter() - t0) / steps)
+    rates = {k: m / v for k, v in best.items()}
+    return {
+        "activation": activation,
+        "members": m,
+        "auto_choice": f"{auto_name}" + (f"(c={auto_c})" if auto_name == "chunked" else ""),
+        "member_steps_per_second": rates,
+        "ratio_to_sequential": {k: v / rates["sequential"] for k, v in rates.items()},
+    }
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--quick", action="store_true", help="M up to 8, fewer timed steps")
+    ap.add_argument("--members", type=int, nargs="*", default=None)
+    ap.add_argument("--activations", nargs="*", default=["relu", "cpaf_relu"])
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per repeat")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--chunk", type=int, default=4)
+    args = ap.parse_args(argv)
+    ms = args.members or ([1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16, 32])
+    steps = args.steps or (3 if args.quick else 5)
+    repeats = args.repeats or 3
+
+    ds = load_dataset("fashion_mnist")
+    # Throughput does not depend on N: keep 4096 images device-resident.
+    ds_small = dataclasses.replace(
+        ds, train_images=ds.train_images[:4096], train_labels=ds.train_labels[:4096]
+    )
+    rows = []
+    for act in args.activations:
+        for m in ms:
+            row = bench_one(ds_small, act, m, steps, repeats, args.chunk)
+            rows.append(row)
+            r = row["ratio_to_sequential"]
+            print(
+                f"{act:10s} M={m:3d} seq {row['member_steps_per_second']['sequential']:7.1f}/s  "
+                + "  ".join(f"{k} x{v:.2f}" for k, v in r.items() if k != "sequential"),
+                flush=True,
+            )
+
+    os.makedirs(args.out, exist_ok=True)
+    meta = {
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "batch_size": 128,
+        "model": KIND,
+        "steps": steps,
+        "repeats": repeats,
+        "quick": args.quick,
+        "load_average": os.getloadavg(),
+    }
+    with open(os.path.join(args.out, "sweep_throughput.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+    cols = ["sequential", "vmap", "chunked", "loop", "auto"]
+    lines = [
+        f"# Sweep throughput ({meta['backend']}, {meta['cpus']} CPUs, FashionNet, batch 128)",
+        "",
+        "member-steps/s, and in brackets the ratio to the sequential loop of the same members.",
+        f"chunked = chunks of {args.chunk}; auto = the rule's choice on this backend.",
+        "",
+        "| activation | M | auto picks | " + " | ".join(cols) + " |",
+        "|---|---:|---|" + "---:|" * len(cols),
+    ]
+    for row in rows:
+        rate, ratio = row["member_steps_per_second"], row["ratio_to_sequential"]
+        cells = [f"{rate[c]:.1f} ({ratio[c]:.2f})" for c in cols]
+        lines.append(
+            f"| {row['activation']} | {row['members']} | {row['auto_choice']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += ["", f"load average during the run: {meta['load_average']}"]
+    with open(os.path.join(args.out, "sweep_throughput.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Section 5: FashionNet in PyTorch eager (NCHW), ReLU and a plain-PyTorch CPAF, trained with
+``torch.optim.Adam``, side by side with the JAX step in the same run.
+
+The network mirrors ``cpaf_jax.models.FashionNet``: 3x3 VALID convs 16-32-4, 2x2 max-pool
+after the first two, dense 30, dense 10. CPAF's ``a``, ``b`` are per element, ``[*F, k]`` with
+``F`` the NCHW feature shape, Table 1 initial values. Torch is optional: without it the
+section reports ``available: false``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from benchmarks.timing import interleaved
+from benchmarks.train_step import StepRunner
+
+
+def _torch_net(torch, activation: str):
+    nn = torch.nn
+
+    class CPAF(nn.Module):
+        def __init__(self, features, base):
+            super().__init__()
+            a0, b0 = ((4.0, 4.0), (2.0, -2.0)) if base == "sigmoid" else ((1.0, 1.0), (1.0, -1.0))
+            self.base = base
+            self.a = nn.Parameter(torch.tensor(a0).expand(*features, 2).clone())
+            self.b = nn.Parameter(torch.tensor(b0).expand(*features, 2).clone())
+
+        def forward(self, y):
+            z = 0
+            for i in range(self.a.shape[-1]):
+                u = y - self.b[..., i]
+                f = torch.sigmoid(u) if self.base == "sigmoid" else torch.relu(u)
+                z = z + self.a[..., i] * (f - 0.5)
+            return z
+
+    def act(features):
+        if activation == "relu":
+            return nn.ReLU()
+        return CPAF(features, activation.removeprefix("cpaf_"))
+
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3),
+        act((16, 26, 26)),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3),
+        act((32, 11, 11)),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 4, 3),
+        act((4, 3, 3)),
+        nn.Flatten(),
+        nn.Linear(36, 30),
+        act((30,)),
+        nn.Linear(30, 10),
+    )
+
+
+class _TorchStep:
+    def __init__(self, torch, activation, batch, threads):
+        torch.manual_seed(0)
+        self.torch, self.threads = torch, threads
+        self.net = _torch_net(torch, activation)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+        self.x = torch.randn(8 * batch, 1, 28, 28)
+        self.y = torch.randint(0, 10, (8 * batch,))
+        self.idx = [torch.randint(0, 8 * batch, (batch,)) for _ in range(8)]
+        self.loss = torch.nn.CrossEntropyLoss()
+        self._i = 0
+
+    def __call__(self):
+        self._i += 1
+        i = self.idx[self._i % 8]
+        self.torch.set_num_threads(self.threads)
+        self.opt.zero_grad(set_to_none=True)
+        out = self.loss(self.net(self.x[i]), self.y[i])
+        out.backward()
+        self.opt.step()
+        return None
+
+
+def run(mode: str) -> dict:
+    """Returns ``{"available", "torch_threads", "rows": [{framework, activation, step_ms,
+    ratio_to_jax_relu}]}``."""
+    try:
+        import torch
+    except ImportError:
+        return {"available": False, "rows": []}
+    threads = os.cpu_count() or 1
+    batch = 32 if mode == "smoke" else 128
+    acts = ("relu",) if mode == "smoke" else ("relu", "cpaf_relu", "cpaf_sigmoid")
+    fns = {}
+    for a in acts:
+        fns[("jax", a)] = StepRunner("fashion_mnist", a, batch, (28, 28, 1), "adam")
+        fns[(f"torch {threads} threads", a)] = _TorchStep(torch, a, batch, threads)
+        if threads > 1 and a == "relu":
+            # On a shared machine torch's thread pool suffers most from contention.
+            fns[("torch 1 thread", a)] = _TorchStep(torch, a, batch, 1)
+    repeats, iters = {"smoke": (1, 2), "quick": (3, 5), "full": (5, 10)}[mode]
+    t = interleaved(fns, repeats=repeats, iters=iters, warmup=2)
+    ref = t[("jax", "relu")]
+    rows = [
+        {
+            "framework": fw,
+            "activation": a,
+            "batch": batch,
+            "step_ms": v * 1e3,
+            "ratio_to_jax_relu": v / ref,
+        }
+        for (fw, a), v in t.items()
+    ]
+    torch.set_num_threads(threads)
+    return {
+        "available": True,
+        "torch_version": torch.__version__,
+        "torch_threads": threads,
+        "rows": rows,
+    }

@@ -1,0 +1,45 @@
+"""The benchmark suite runs end to end in its smallest mode and writes every section.
+
+Asserts structure only, never speed: timings on a shared test machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+# benchmarks/ is a top-level folder of the repository, not part of the installed package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_benchmark_suite_smoke(tmp_path):
+    from benchmarks.__main__ import main
+
+    main(["--smoke", "--out", str(tmp_path)])
+    md = (tmp_path / "BENCHMARKS.md").read_text()
+    data = json.loads((tmp_path / "BENCHMARKS.json").read_text())
+
+    for heading in (
+        "## 1. Activation alone",
+        "## 2. Training step",
+        "## 3. Compiled memory",
+        "## 4. Epoch through",
+        "## 5. PyTorch eager peer",
+        "## 6. Loop strategy",
+    ):
+        assert heading in md
+    machine = data["machine"]
+    assert machine["cpu_count"] >= 1 and machine["cpu_model"]
+    assert machine["versions"]["jax"] and machine["backend"]
+    sections = data["sections"]
+    for name in ("activation", "train_step", "memory", "epoch", "torch_peer", "loop_strategy"):
+        assert name in sections
+    names = {r["name"] for r in sections["activation"]["rows"]}
+    assert {"relu", "prelu", "elu", "sigmoid", "tanh"} <= names
+    assert any(n.startswith("cpaf_relu") for n in names)
+    assert any(n.startswith("cpaf_sigmoid") for n in names)
+    for row in sections["train_step"]["rows"]:
+        assert row["step_ms"] > 0 and row["memory"]["total"] > 0
+    assert sections["epoch"]["rows"][0]["fit_images_per_s"] > 0
+    assert sections["loop_strategy"]["faster"] in ("scan", "python loop")
