@@ -25,66 +25,31 @@ from train.configs import get_config
 
 SEVEN = ("prelu", "elu", "cpaf_sigmoid", "cpaf_relu", "relu", "sigmoid", "tanh")
 FOUR_1 = ("sigmoid", "relu", "cpaf_sigmoid", "cpaf_relu")
+ABLATION_ACTIVATION = "cpaf_relu"
 
 
 def _cmd(args: list[str]) -> str:
     return "python -m train " + " ".join(args)
 
 
-def plan(seeds: int, epochs: int, ablation_epochs: int, ablation_seeds: int, mnist: bool):
+def plan(
+    seeds: int, epochs: int, ablation_epochs: int, ablation_seeds: int, mnist: bool, eval_every: int
+):
     """The commands to run, as (name, argv) pairs."""
-    runs = [
-        (
-            "fashion_mnist",
-            [
-                "fashion_mnist",
-                "--activations",
-                ",".join(SEVEN),
-                "--seeds",
-                str(seeds),
-                "--epochs",
-                str(epochs),
-                "--baseline",
-                "prelu",
-            ],
-        ),
-        (
-            "mnist_features",
-            [
-                "mnist_features",
-                "--activations",
-                ",".join(FOUR_1),
-                "--seeds",
-                str(seeds),
-                "--epochs",
-                str(epochs),
-            ]
-            + ([] if mnist else ["--dataset", "fashion_mnist"]),
-        ),
-    ]
+    ev = ["--eval-every", str(eval_every)]
+    fm = ["fashion_mnist", "--activations", ",".join(SEVEN), "--seeds", str(seeds)]
+    fm += ["--epochs", str(epochs), "--baseline", "prelu"] + ev
+    mf = ["mnist_features", "--activations", ",".join(FOUR_1), "--seeds", str(seeds)]
+    mf += ["--epochs", str(epochs), "--baseline", "relu"] + ev
+    if not mnist:
+        mf += ["--dataset", "fashion_mnist"]
+    runs = [("fashion_mnist", fm), ("mnist_features", mf)]
     for k in (1, 2, 3, 4):
         for sharing in ("element", "channel", "shared"):
-            runs.append(
-                (
-                    f"ablation_k{k}_{sharing}",
-                    [
-                        "fashion_mnist",
-                        "--activations",
-                        "cpaf_sigmoid,cpaf_relu",
-                        "--k",
-                        str(k),
-                        "--sharing",
-                        sharing,
-                        "--seeds",
-                        str(ablation_seeds),
-                        "--epochs",
-                        str(ablation_epochs),
-                        "--eval-every",
-                        "0",
-                        "--no-plots",
-                    ],
-                )
-            )
+            argv = ["fashion_mnist", "--activations", ABLATION_ACTIVATION, "--k", str(k)]
+            argv += ["--sharing", sharing, "--seeds", str(ablation_seeds)]
+            argv += ["--epochs", str(ablation_epochs), "--eval-every", "0", "--no-plots"]
+            runs.append((f"ablation_k{k}_{sharing}", argv))
     return runs
 
 
@@ -338,7 +303,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--doc-dir", default="docs/reproduction", help="where the plots are copied")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--ablation-epochs", type=int, default=3)
+    p.add_argument("--eval-every", type=int, default=200, help="test-loss curve interval")
+    p.add_argument("--ablation-epochs", type=int, default=2)
     p.add_argument("--ablation-seeds", type=int, default=3)
     p.add_argument("--train-subset", type=int, help="for a quick trial")
     p.add_argument("--only", help="comma-separated parts to run (default: all)")
@@ -349,7 +315,9 @@ def main(argv: list[str]) -> int:
     from train.cli import main as train_main
 
     mnist = find_dataset("mnist") is not None
-    steps = plan(args.seeds, args.epochs, args.ablation_epochs, args.ablation_seeds, mnist)
+    steps = plan(
+        args.seeds, args.epochs, args.ablation_epochs, args.ablation_seeds, mnist, args.eval_every
+    )
     extra = (["--train-subset", str(args.train_subset)] if args.train_subset else []) + (
         ["--no-progress"] if args.no_progress else []
     )
