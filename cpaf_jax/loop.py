@@ -27,7 +27,34 @@ from tqdm.auto import tqdm
 
 from cpaf_jax.checkpointing import Checkpointer
 from cpaf_jax.data.batching import epoch_permutation
+from cpaf_jax.nnx_modules import ActivationParam
 from cpaf_jax.train_state import TrainState, init_state, make_eval_step, make_train_step
+
+Array = jax.Array
+
+
+def activation_summary(params) -> dict[str, dict[str, Array]]:
+    """Per activation parameter: mean and standard deviation of each term over its elements.
+
+    Args:
+      params: ``nnx.State`` of the model's parameters.
+
+    Returns:
+      ``{"act1/a": {"mean": [k], "std": [k]}, ...}`` float32 arrays, one entry per
+      ``ActivationParam`` (the last axis is the term axis; PReLU's alpha gives one value).
+    """
+    out = {}
+    flat = jax.tree_util.tree_flatten_with_path(
+        params, is_leaf=lambda x: isinstance(x, ActivationParam)
+    )[0]
+    for path, var in flat:
+        if not isinstance(var, ActivationParam):
+            continue
+        v = var[...]
+        v = v.reshape(-1, v.shape[-1]) if v.ndim else v.reshape(1, 1)
+        key = "/".join(str(getattr(p, "key", p)) for p in path)
+        out[key] = {"mean": jnp.mean(v, axis=0), "std": jnp.std(v, axis=0)}
+    return out
 
 
 class TrainingDiverged(RuntimeError):
@@ -58,6 +85,9 @@ class FitConfig:
       seed: shuffling and dropout seed (the model's weights are seeded when it is built).
       eval_every: evaluate the test set every this many steps (loss curves); ``None``: at the
         end of each epoch only.
+      trajectory_every: record the per-layer, per-term mean and spread of every activation
+        parameter (CPAF's a and b, PReLU's alpha...) every this many steps, as
+        ``"trajectory"`` records in ``metrics.jsonl`` (computed by one jitted reduction).
       log_every: steps between progress-bar and ``metrics.jsonl`` updates.
       eval_batch_size: test batch size.
       out_dir: where ``metrics.jsonl`` and ``checkpoints/`` go; ``None`` writes nothing.
@@ -70,6 +100,7 @@ class FitConfig:
     batch_size: int = 128
     seed: int = 0
     eval_every: int | None = None
+    trajectory_every: int | None = None
     log_every: int = 50
     eval_batch_size: int = 1000
     out_dir: str | None = None
@@ -208,6 +239,7 @@ def fit(
                 state, meta = ckpt.restore(last, state)
                 start_epoch, history = int(meta["epoch"]), list(meta["history"])
     log = _MetricsLog(cfg.out_dir, history)
+    summarize = jax.jit(activation_summary)
     last_good = ckpt.path(start_epoch) if (ckpt and start_epoch) else None
 
     train_seconds = sum(r.get("epoch_seconds", 0.0) for r in history if r.get("kind") == "epoch")
@@ -276,6 +308,17 @@ def fit(
                     )
                     bar.update(i + 1 - bar.n)
                     t_log, seen_log = time.perf_counter(), 0
+                if cfg.trajectory_every and (step % cfg.trajectory_every == 0 or step == 1):
+                    log.write(
+                        {
+                            "kind": "trajectory",
+                            "name": name,
+                            "step": step,
+                            "layers": jax.tree.map(
+                                lambda x: np.asarray(x).tolist(), summarize(state.params)
+                            ),
+                        }
+                    )
                 if cfg.eval_every and step % cfg.eval_every == 0 and not last:
                     t0 = time.perf_counter()
                     test_record(epoch, step)

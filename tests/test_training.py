@@ -400,3 +400,18 @@ def test_seeds_run_as_a_sweep_with_statistics_and_grid_plot(tmp_path):
     assert [r["test_accuracy"] for r in after["runs"]] == [
         r["test_accuracy"] for r in json.loads(before)["runs"]
     ]
+
+
+def test_parameter_trajectories_are_logged_and_plotted(tmp_path):
+    out = tmp_path / "out"
+    argv = ["fashion_mnist", "--train-subset", "256", "--epochs", "1", "--batch-size", "32"]
+    argv += ["--activations", "cpaf_sigmoid", "--trajectory-every", "3", "--eval-every", "0"]
+    assert main(argv + ["--out", str(out), "--no-progress"]) == 0
+    recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    traj = [r for r in recs if r["kind"] == "trajectory"]
+    assert [r["step"] for r in traj] == [1, 3, 6]
+    first, last = traj[0]["layers"]["act1/a"], traj[-1]["layers"]["act1/a"]
+    assert first["mean"] == pytest.approx([4.0, 4.0], abs=0.05)  # Table 1, after one step
+    assert last["mean"] != first["mean"] and len(last["std"]) == 2
+    assert set(traj[0]["layers"]) == {f"act{i}/{p}" for i in range(1, 5) for p in "ab"}
+    assert (out / "trajectory_cpaf_sigmoid.png").stat().st_size > 1000

@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how sweep members run (auto: loop on CPU, vmap on accelerators)",
     )
     p.add_argument(
+        "--trajectory-every",
+        type=int,
+        metavar="STEPS",
+        help="log activation-parameter statistics every STEPS steps and plot them (with --no-sweep "
+        "or a single seed)",
+    )
+    p.add_argument(
         "--activation-lr", type=float, help="learning rate of activation parameters (default: --lr)"
     )
     p.add_argument(
@@ -204,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         sharing=args.sharing,
         activation_kwargs={"k": args.k} if args.k else None,
         activation_lr=args.activation_lr,
+        trajectory_every=args.trajectory_every,
         sweep=not args.no_sweep,
         sweep_strategy=args.sweep_strategy,
         learning_rates=args.lrs,

@@ -157,3 +157,37 @@ def accuracy_grid(points: list[tuple[float, float, float]], path: str, title: st
 def ensure_dir(path: str) -> str:
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def trajectories(records: list[dict], path: str, title: str) -> str:
+    """Activation parameters over training: mean ± std of each term, one panel per parameter.
+
+    Args:
+      records: ``"trajectory"`` records of ``metrics.jsonl`` (``step``, ``layers``).
+    """
+    plt = _plt()
+    names = list(records[0]["layers"]) if records else []
+    n = max(len(names), 1)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    steps = np.asarray([r["step"] for r in records])
+    for ax, name in zip(axes.flat, names, strict=False):
+        mean = np.asarray([r["layers"][name]["mean"] for r in records])
+        std = np.asarray([r["layers"][name]["std"] for r in records])
+        for i in range(mean.shape[1]):
+            ax.plot(steps, mean[:, i], color=f"C{i}", label=f"term {i + 1}")
+            ax.fill_between(
+                steps, mean[:, i] - std[:, i], mean[:, i] + std[:, i], color=f"C{i}", alpha=0.2
+            )
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.supxlabel("training step", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

@@ -41,6 +41,7 @@ class RunOptions:
     activation_kwargs: dict | None = None
     activation_lr: float | None = None
     weight_decay: float = 0.0
+    trajectory_every: int | None = None
     resume: bool = False
     progress: bool = True
     sweep: bool = True
@@ -194,6 +195,7 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
                 batch_size=batch,
                 seed=seed,
                 eval_every=eval_every,
+                trajectory_every=opts.trajectory_every,
                 out_dir=run_dir,
                 resume=opts.resume,
                 progress=opts.progress,
@@ -235,6 +237,7 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
                 "failed_step": None,
                 "curve": _curve(res.history),
                 "run_dir": run_dir,
+                "trajectory": [r for r in res.history if r.get("kind") == "trajectory"],
             }
             results["runs"].append(run)
             _write_json(results_path, results)
@@ -403,6 +406,13 @@ def make_plots(cfg, results: dict, fitted: dict, data, out: str) -> list[str]:
                     curves, os.path.join(out, f"shapes_{act}.png"), f"Learned {act} vs initial"
                 )
             )
+    for act in dict.fromkeys(r["activation"] for r in runs):
+        traj = next(
+            (r["trajectory"] for r in runs if r["activation"] == act and r.get("trajectory")), None
+        )
+        if traj:
+            path = os.path.join(out, f"trajectory_{act}.png")
+            made.append(plots.trajectories(traj, path, f"{act}: activation parameters in training"))
     grid = [r for r in runs if r.get("init_a") is not None and r.get("test_accuracy") is not None]
     for act in dict.fromkeys(r["activation"] for r in grid):
         cells: dict[tuple[float, float], list[float]] = {}
