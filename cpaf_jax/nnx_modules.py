@@ -159,36 +159,58 @@ class PReLU(nnx.Module):
         }
 
 
-class Fixed(nnx.Module):
-    """A parameter-free activation (sigmoid, tanh, relu, elu) as a module."""
+def _elu(x: Array, alpha: float) -> Array:
+    return jax.nn.elu(x, alpha)
 
-    def __init__(self, name: str, fn):
+
+# Module-level functions (not lambdas), so two modules of the same family have equal graph
+# definitions: sweeps stack members only when their graphs match.
+_FIXED_FNS = {
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+}
+
+
+class Fixed(nnx.Module):
+    """A parameter-free activation (sigmoid, tanh, relu, elu) as a module.
+
+    Args:
+      name: ``"sigmoid"``, ``"tanh"``, ``"relu"`` or ``"elu"``.
+      alpha: ELU's alpha (ignored by the others).
+    """
+
+    def __init__(self, name: str, alpha: float = 1.0):
+        if name not in _FIXED_FNS and name != "elu":
+            raise ValueError(f"unknown fixed activation {name!r}")
         self.name = name
-        self.fn = fn
+        self.alpha = float(alpha)
 
     def __call__(self, x: Array) -> Array:
-        return self.fn(x)
+        if self.name == "elu":
+            return _elu(x, self.alpha)
+        return _FIXED_FNS[self.name](x)
 
     @property
     def family(self) -> str:
         return self.name
 
     def describe(self) -> dict:
-        return {"family": self.name}
+        return {"family": self.name, **({"alpha": self.alpha} if self.name == "elu" else {})}
 
 
 def ELU(alpha: float = 1.0) -> Fixed:  # noqa: N802 - reads as a layer class at call sites
     """ELU (Clevert et al. 2016) with fixed ``alpha`` (1 by default)."""
-    return Fixed("elu", lambda x: jax.nn.elu(x, alpha))
+    return Fixed("elu", alpha)
 
 
 def Sigmoid() -> Fixed:  # noqa: N802
-    return Fixed("sigmoid", jax.nn.sigmoid)
+    return Fixed("sigmoid")
 
 
 def Tanh() -> Fixed:  # noqa: N802
-    return Fixed("tanh", jnp.tanh)
+    return Fixed("tanh")
 
 
 def ReLU() -> Fixed:  # noqa: N802
-    return Fixed("relu", jax.nn.relu)
+    return Fixed("relu")

@@ -33,14 +33,20 @@ def _cmd(args: list[str]) -> str:
 
 
 def plan(
-    seeds: int, epochs: int, ablation_epochs: int, ablation_seeds: int, mnist: bool, eval_every: int
+    seeds: int,
+    epochs: int,
+    ablation_epochs: int,
+    ablation_seeds: int,
+    mnist: bool,
+    eval_every: int,
+    features_epochs: int,
 ):
     """The commands to run, as (name, argv) pairs."""
     ev = ["--eval-every", str(eval_every)]
     fm = ["fashion_mnist", "--activations", ",".join(SEVEN), "--seeds", str(seeds)]
     fm += ["--epochs", str(epochs), "--baseline", "prelu"] + ev
     mf = ["mnist_features", "--activations", ",".join(FOUR_1), "--seeds", str(seeds)]
-    mf += ["--epochs", str(epochs), "--baseline", "relu"] + ev
+    mf += ["--epochs", str(features_epochs), "--baseline", "relu"] + ev
     if not mnist:
         mf += ["--dataset", "fashion_mnist"]
     runs = [("fashion_mnist", fm), ("mnist_features", mf)]
@@ -309,6 +315,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--train-subset", type=int, help="for a quick trial")
     p.add_argument("--only", help="comma-separated parts to run (default: all)")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--resume", action="store_true", help="keep finished runs and sweeps")
+    p.add_argument("--features-epochs", type=int, help="epochs of 4.1 (default: --epochs)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from cpaf_jax.data import find_dataset
@@ -316,16 +324,23 @@ def main(argv: list[str]) -> int:
 
     mnist = find_dataset("mnist") is not None
     steps = plan(
-        args.seeds, args.epochs, args.ablation_epochs, args.ablation_seeds, mnist, args.eval_every
+        args.seeds,
+        args.epochs,
+        args.ablation_epochs,
+        args.ablation_seeds,
+        mnist,
+        args.eval_every,
+        args.features_epochs or args.epochs,
     )
-    extra = (["--train-subset", str(args.train_subset)] if args.train_subset else []) + (
+    extra = ["--resume"] if args.resume else []
+    extra += (["--train-subset", str(args.train_subset)] if args.train_subset else []) + (
         ["--no-progress"] if args.no_progress else []
     )
     commands = {}
     only = set(args.only.split(",")) if args.only else None
     for name, argv_ in steps:
         full = argv_ + ["--out", os.path.join(args.out, name)] + extra
-        commands[name] = _cmd(full)
+        commands[name] = _cmd([a for a in full if a != "--resume"])
         if args.report_only or (only and name not in only and name.split("_k")[0] not in only):
             continue
         print(f"== {commands[name]}", file=sys.stderr)

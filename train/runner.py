@@ -146,7 +146,8 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
     results = {"settings": settings, "environment": environment(), "runs": []}
     results_path = os.path.join(opts.out, "results.json")
     all_metrics = os.path.join(opts.out, "metrics.jsonl")
-    open(all_metrics, "w").close()
+    if not opts.resume:
+        open(all_metrics, "w").close()
     fitted = {}
     use_sweep = opts.sweep and (
         len(opts.seeds) > 1 or len(opts.learning_rates) > 1 or opts.init_a or opts.init_b

@@ -1,0 +1,59 @@
+"""The paper's networks: shapes, activation counts, and graphs that sweeps can stack."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+import cpaf_jax
+from cpaf_jax.models import build_model
+
+
+@pytest.mark.parametrize("activation", cpaf_jax.known_activations())
+def test_same_network_for_every_seed(activation):
+    # Sweeps stack members' states, which needs equal graph definitions: any per-instance
+    # Python object (a lambda, say) in a module would break that.
+    g0 = nnx.graphdef(build_model("mnist_features", activation, seed=0))
+    g1 = nnx.graphdef(build_model("mnist_features", activation, seed=1))
+    assert g0 == g1
+
+
+@pytest.mark.parametrize(
+    ("kind", "kwargs", "shape", "pairs"),
+    [
+        ("mnist_features", {}, (2, 28, 28, 1), 26 * 26 * 16 + 11 * 11 * 8 + 3 * 3 * 4 + 2),
+        ("fashion_mnist", {}, (2, 28, 28, 1), 14_754),
+        ("cifar", {"structure": 1}, (2, 32, 32, 3), 2 * (32 + 64 + 128)),
+        ("cifar", {"structure": 2}, (2, 32, 32, 3), 2 * (32 + 64 + 64) + 2 * 512),
+    ],
+)
+def test_networks_give_logits_and_count_their_activations(kind, kwargs, shape, pairs):
+    model = build_model(kind, "cpaf_sigmoid", **kwargs)
+    x = jnp.ones(shape)
+    logits = model(x, train=True, key=jax.random.key(0)) if kind == "cifar" else model(x)
+    assert logits.shape == (2, 10) and logits.dtype == jnp.float32
+    assert cpaf_jax.count_activation_params(model)["cpaf_pairs"] == pairs
+
+
+def test_feature_net_exposes_the_2d_feature():
+    model = build_model("mnist_features", "relu")
+    z = model.features(jnp.ones((3, 28, 28, 1)))
+    assert z.shape == (3, 2)
+
+
+def test_cifar_dropout_needs_a_key_and_eval_is_deterministic():
+    model = build_model("cifar", "relu", structure=3)
+    x = jnp.ones((2, 32, 32, 3))
+    with pytest.raises(ValueError, match="PRNG key"):
+        model(x, train=True)
+    assert jnp.array_equal(model(x), model(x))
+    a = model(x, train=True, key=jax.random.key(0))
+    b = model(x, train=True, key=jax.random.key(1))
+    assert not jnp.array_equal(a, b)
+
+
+def test_unknown_model_and_bad_structure():
+    with pytest.raises(ValueError, match="known models"):
+        build_model("resnet", "relu")
+    with pytest.raises(ValueError, match="structure"):
+        build_model("cifar", "relu", structure=4)
