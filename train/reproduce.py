@@ -22,6 +22,7 @@ import shutil
 import sys
 
 from train.configs import get_config
+from train.report import summary_by_activation
 
 SEVEN = ("prelu", "elu", "cpaf_sigmoid", "cpaf_relu", "relu", "sigmoid", "tanh")
 FOUR_1 = ("sigmoid", "relu", "cpaf_sigmoid", "cpaf_relu")
@@ -105,7 +106,7 @@ def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
     else:
         cfg = get_config("fashion_mnist")
         env, st = res["environment"], res["settings"]
-        summary = res["summary"]
+        summary = summary_by_activation(res["runs"])
         lines += [
             f"Command: `{commands['fashion_mnist']}` (results in "
             f"`{os.path.join(out, 'fashion_mnist', 'results.json')}`).",
@@ -221,7 +222,7 @@ def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
             "| activation | paper test loss (MNIST) | ours test loss | ours acc. (%) | seeds |",
             "|---|---|---|---|---|",
         ]
-        for act, s in res["summary"].items():
+        for act, s in summary_by_activation(res["runs"]).items():
             lines.append(
                 f"| {act} | {cfg.paper.get(act, {}).get('test_loss', '-')} | "
                 f"{_loss(s['test_loss'])} | {_pct(s['test_accuracy'])} | "
@@ -271,7 +272,7 @@ def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
             r = _load(out, f"ablation_k{k}_{sharing}")
             if r is None:
                 continue
-            for act, s in r["summary"].items():
+            for act, s in summary_by_activation(r["runs"]).items():
                 n_par = next(
                     x["activation_params"]["scalars"] for x in r["runs"] if x["activation"] == act
                 )
