@@ -387,7 +387,8 @@ def make_plots(cfg, results: dict, fitted: dict, data, out: str) -> list[str]:
     for act, key in fitted:
         first.setdefault(act, key)
     models = {act: fitted[(act, key)] for act, key in first.items()}
-    if cfg.model == "mnist_features":
+    # Sweeps kept by --resume bring no models back, so there may be none to plot.
+    if cfg.model == "mnist_features" and models:
         feats = {
             act: feature_points(m, data.test_images, data.test_labels) for act, m in models.items()
         }
