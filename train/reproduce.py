@@ -116,7 +116,7 @@ def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
             f"images, on {env['backend']} ({env['device']}), jax {env['jax']}.",
             "",
             "| activation | paper acc. (%) | ours acc. (%) | 95% CI | paper loss | "
-            "ours loss | seeds | s/epoch |",
+            "ours loss | seeds | s/epoch* |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for act in SEVEN:
@@ -137,6 +137,11 @@ def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
                 f"{paper.get('test_loss', '-')} | {_loss(s['test_loss'])} | {acc['n']} | "
                 f"{sum(eps) / max(len(eps), 1):.1f} |"
             )
+        lines += [
+            "",
+            "*s/epoch: each member's share of its sweep's epoch time, measured while "
+            "other jobs shared the 2 cores; compare within a row's order only roughly.",
+        ]
         acc_by = {}
         for r in res["runs"]:
             acc_by.setdefault(r["activation"], {})[r["seed"]] = r["test_accuracy"]
