@@ -6,7 +6,9 @@ training steps of
 * ``sequential``: the baseline, each member's state stepped with its own jitted
   ``make_train_step`` call, one member after another (what M separate ``fit`` runs do);
 * the sweep strategies ``vmap``, ``chunked`` (chunks of 4), ``loop`` and ``auto`` (whatever
-  ``sweep_strategy.rule_strategy`` picks on this backend), through the sweep's executors;
+  ``sweep_strategy.rule_strategy`` picks on this backend), through the sweep's executors, on
+  the mesh ``python -m train`` gives a sweep (``sharding.sweep_mesh()``: on CPU one device per
+  core, from ``sharding.split_cpu()``, so the loop runs members side by side);
 
 after one warm-up (compile) step, best of ``--repeats`` round-robin timings, and writes
 ``sweep_throughput.md`` (a table of member-steps/s and ratio to sequential) and
@@ -28,6 +30,7 @@ import jax
 import numpy as np
 
 from cpaf_jax.data import load_dataset
+from cpaf_jax.sharding import split_cpu, sweep_mesh
 from cpaf_jax.sweep import SweepMember, build_member_states, member_epoch_indices
 from cpaf_jax.sweep_strategy import SweepProgram, make_executor, rule_strategy
 
@@ -47,13 +50,14 @@ def bench_one(ds, activation: str, m: int, steps: int, repeats: int, chunk: int)
     n_steps = 1 + steps * repeats
     idx = member_epoch_indices([s.seed for s in members], 0, n, n_steps, 128)
     empty = np.zeros((1, 1, 28, 28, 1), np.float32), np.zeros((1, 1), np.int32)
+    mesh = sweep_mesh()
     program = SweepProgram(
         graphdef,
         tx,
         ds.train_images,
         ds.train_labels,
         (*empty, np.ones((1, 1), np.float32)),
-        None,
+        mesh,
     )
 
     # Baseline: M independent runs, each its own jitted step (fit's program and slicing).
@@ -67,7 +71,7 @@ def bench_one(ds, activation: str, m: int, steps: int, repeats: int, chunk: int)
             seq[j] = step(seq[j], images, labels, perms[j][i])
         return seq
 
-    auto_name, auto_c = rule_strategy(jax.default_backend(), m, 1)
+    auto_name, auto_c = rule_strategy(jax.default_backend(), m, program.n_devices)
     plans = {"vmap": ("vmap", m), "chunked": ("chunked", min(chunk, m)), "loop": ("loop", 1)}
     plans["auto"] = (auto_name, auto_c)
     runners = {"sequential": seq_step}
@@ -113,7 +117,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     ms = args.members or ([1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16, 32])
     steps = args.steps or (3 if args.quick else 5)
-    repeats = args.repeats or 3
+    repeats = args.repeats or 5
+    split_cpu()
 
     ds = load_dataset("fashion_mnist")
     # Throughput does not depend on N: keep 4096 images device-resident.
@@ -136,6 +141,7 @@ def main(argv=None) -> None:
     meta = {
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "sweep_mesh_devices": len(jax.local_devices()),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "jax": jax.__version__,
@@ -152,7 +158,10 @@ def main(argv=None) -> None:
     lines = [
         f"# Sweep throughput ({meta['backend']}, {meta['cpus']} CPUs, FashionNet, batch 128)",
         "",
-        "member-steps/s, and in brackets the ratio to the sequential loop of the same members.",
+        "member-steps/s, and in brackets the ratio to the sequential loop of the same members",
+        "(each member its own jitted step on the default device, one after another: what M",
+        "separate runs do). The strategies run on the sweep mesh of "
+        f"{meta['sweep_mesh_devices']} device(s);",
         f"chunked = chunks of {args.chunk}; auto = the rule's choice on this backend.",
         "",
         "| activation | M | auto picks | " + " | ".join(cols) + " |",

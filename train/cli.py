@@ -138,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how sweep members run (auto: loop on CPU, vmap on accelerators)",
     )
     p.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=0,
+        metavar="N",
+        help="expose the CPU as N JAX devices so sweep members run side by side, one per core "
+        "(default 0: one per core; 1: a single device)",
+    )
+    p.add_argument(
         "--trajectory-every",
         type=int,
         metavar="STEPS",
@@ -171,17 +179,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _split_cpu(n: int) -> None:
+    import warnings
+
+    from cpaf_jax.sharding import split_cpu
+
+    with warnings.catch_warnings():
+        # Only an in-process caller (tests, notebooks) can have started JAX already; it keeps
+        # the devices it has.
+        warnings.simplefilter("ignore")
+        split_cpu(n or None)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "reproduce":
         from train.reproduce import main as reproduce_main
 
+        _split_cpu(0)
         return reproduce_main(argv[1:])
     if argv and argv[0] == "inspect":
         from train.inspect_cmd import main as inspect_main
 
         return inspect_main(argv[1:])
     args = build_parser().parse_args(argv)
+    _split_cpu(args.cpu_devices)
     from cpaf_jax.data import DataError
     from cpaf_jax.loop import TrainingDiverged
     from cpaf_jax.registry import known_activations

@@ -18,6 +18,7 @@ from cpaf_jax.models import build_model
 from cpaf_jax.param_groups import grouped_optimizer
 from cpaf_jax.registry import count_activation_params
 from cpaf_jax.restore import model_spec
+from cpaf_jax.sharding import sweep_mesh
 from cpaf_jax.train_state import make_optimizer
 from train import plots, report
 from train.inspect_model import ab_pairs, feature_points, learned_curves
@@ -316,6 +317,7 @@ def _sweep_activation(cfg, opts, act, data, model_kwargs, sharing, epochs, batch
         optimizer=cfg.optimizer,
         model_kwargs=mk,
         strategy=opts.sweep_strategy,
+        mesh=sweep_mesh(),
         eval_every=eval_every,
         progress=opts.progress,
     )
