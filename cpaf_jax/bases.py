@@ -96,7 +96,15 @@ class Base:
     centered_and_derivative: Callable[[Array], tuple[Array, Array]] | None = None
 
     def df(self, u: Array, fu: Array) -> Array:
-        """Elementwise derivative ``f'(u)``; ``fu`` must equal ``fn(u)``."""
+        """Elementwise derivative ``f'(u)``.
+
+        Args:
+          u: any shape, floating dtype.
+          fu: ``fn(u)``, same shape and dtype (sigmoid and tanh reuse it).
+
+        Returns:
+          ``f'(u)``, ``u``'s shape and dtype.
+        """
         if self.derivative is not None:
             return self.derivative(u, fu)
         _, tangent = jax.jvp(self.fn, (u,), (jnp.ones_like(u),))
@@ -132,6 +140,8 @@ _CALLABLE_BASES: dict[Callable, Base] = {}
 
 def resolve_base(base: str | Base | Callable[[Array], Array]) -> Base:
     """Turns a base name, ``Base`` or elementwise callable into a ``Base``.
+
+    A callable must map an array of any shape to one of the same shape (elementwise).
 
     Raises:
       ValueError: for an unknown name, listing the known ones.

@@ -43,6 +43,7 @@ class Checkpointer:
         return self._mngr.latest_step()
 
     def path(self, epoch: int) -> str:
+        """The directory of ``epoch``'s checkpoint (whether or not it exists)."""
         return os.path.join(self.directory, str(epoch))
 
     def save(self, epoch: int, state: Any, meta: dict) -> str:
@@ -96,5 +97,6 @@ class Checkpointer:
         return restored["meta"]
 
     def close(self) -> None:
+        """Waits for pending asynchronous saves and releases the checkpoint manager."""
         self._mngr.wait_until_finished()
         self._mngr.close()

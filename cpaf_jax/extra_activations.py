@@ -10,14 +10,10 @@ All three follow CPAF's shape conventions (see ``cpaf_jax.functional``):
 * sharing: the modules take ``features_shape`` and ``sharing`` exactly as ``cpaf_jax.CPAF``
   (``"element"``, ``"channel"``, ``"shared"`` or a tuple of feature axes).
 
-========  ======================================================  ==========================
-family    function                                                parameters
-========  ======================================================  ==========================
-apl       relu(x) + sum_s a_s relu(b_s - x)                        a, b: ``[*P, S]``
-pau       P(x) / (1 + sum_k |q_k| |x|^k),  P(x) = sum_j p_j x^j    p: ``[*P, m+1]``,
-                                                                  q: ``[*P, n]``
-swish     x * sigmoid(beta x)                                      beta: ``[*P]``
-========  ======================================================  ==========================
+* ``apl``: ``relu(x) + sum_s a_s relu(b_s - x)``; ``a``, ``b``: ``[*P, S]``.
+* ``pau``: ``P(x) / (1 + sum_k |q_k| |x|^k)`` with ``P(x) = sum_j p_j x^j``; ``p``:
+  ``[*P, m+1]``, ``q``: ``[*P, n]``.
+* ``swish``: ``x * sigmoid(beta x)``; ``beta``: ``[*P]``.
 
 Gradients come from JAX's autodiff of the pure functions; the loops over hinges and polynomial
 coefficients are unrolled (like CPAF's ``"unrolled"`` implementation), so no ``[..., n]``

@@ -341,7 +341,8 @@ def fit(
       seed: for the random starting points.
 
     Returns:
-      ``FitResult`` with unshared parameters and the max and rms error on the grid.
+      ``FitResult`` with unshared parameters (shape ``(k,)`` each for CPAF and APL) and the
+      max and rms error on the grid.
 
     Raises:
       ValueError: unknown target or family, bad interval, k, degrees or grid size.

@@ -386,8 +386,12 @@ def paper_sigmoid_partials(y: Array, a: Array, b: Array) -> tuple[Array, Array, 
     These divide by ``a_i`` and are undefined at ``a_i = 0``; ``cpaf_partials`` is the form to
     use. Kept to check that the two agree wherever ``a_i != 0``.
 
+    Args:
+      y: shape ``[..., *F]``; a, b: shape ``[*P, k]``, every ``a_i != 0``.
+
     Returns:
-      as ``cpaf_partials``.
+      as ``cpaf_partials``: ``dz/dy`` with ``y``'s shape, ``dz/da`` and ``dz/db`` of shape
+      ``y.shape + (k,)``.
     """
     y, a, b, _ = _prepare(y, a, b)
     z = cpaf_terms(y, a, b, "sigmoid")

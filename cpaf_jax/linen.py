@@ -85,14 +85,17 @@ class _Fixed(nn.Module):
 
 
 def Sigmoid() -> nn.Module:  # noqa: N802 - reads as a layer class at call sites
+    """Logistic sigmoid as a parameter-free Linen layer: ``[...]`` -> same shape and dtype."""
     return _Fixed(jax.nn.sigmoid)
 
 
 def Tanh() -> nn.Module:  # noqa: N802
+    """``tanh`` as a parameter-free Linen layer: ``[...]`` -> same shape and dtype."""
     return _Fixed(jnp.tanh)
 
 
 def ReLU() -> nn.Module:  # noqa: N802
+    """ReLU as a parameter-free Linen layer: ``[...]`` -> same shape and dtype."""
     return _Fixed(jax.nn.relu)
 
 

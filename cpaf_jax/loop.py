@@ -136,6 +136,7 @@ class FitResult:
     steps: int
 
     def model(self) -> nnx.Module:
+        """The trained NNX model (final parameters and batch statistics)."""
         return nnx.merge(self.graphdef, self.state.params, self.state.others)
 
 

@@ -111,7 +111,9 @@ class CPAF(nnx.Module):
 def prelu(x: Array, alpha: Array) -> Array:
     """PReLU (He et al. 2015): ``x`` where ``x > 0``, ``alpha * x`` elsewhere.
 
-    ``alpha`` broadcasts against ``x``; output has ``x``'s dtype.
+    ``x``: any shape ``[..., *F]``; ``alpha``: shape ``[*P]`` broadcasting against the trailing
+    axes of ``x`` (``()`` shared, ``(C,)`` per channel, ``F`` per element). The output has
+    ``x``'s shape and dtype.
     """
     alpha = alpha.astype(x.dtype)
     return jnp.where(x > 0, x, alpha * x)
@@ -151,6 +153,7 @@ class PReLU(nnx.Module):
         return "prelu"
 
     def describe(self) -> dict:
+        """Family, sharing and parameter shape, for logs and checkpoints."""
         return {
             "family": "prelu",
             "sharing": sharing_name(self.sharing),
@@ -196,6 +199,7 @@ class Fixed(nnx.Module):
         return self.name
 
     def describe(self) -> dict:
+        """Family (and ELU's alpha), for logs and checkpoints."""
         return {"family": self.name, **({"alpha": self.alpha} if self.name == "elu" else {})}
 
 
@@ -205,12 +209,15 @@ def ELU(alpha: float = 1.0) -> Fixed:  # noqa: N802 - reads as a layer class at 
 
 
 def Sigmoid() -> Fixed:  # noqa: N802
+    """Logistic sigmoid as a parameter-free NNX layer: ``[...]`` -> same shape and dtype."""
     return Fixed("sigmoid")
 
 
 def Tanh() -> Fixed:  # noqa: N802
+    """``tanh`` as a parameter-free NNX layer: ``[...]`` -> same shape and dtype."""
     return Fixed("tanh")
 
 
 def ReLU() -> Fixed:  # noqa: N802
+    """ReLU as a parameter-free NNX layer: ``[...]`` -> same shape and dtype."""
     return Fixed("relu")

@@ -124,7 +124,10 @@ def fully_addressable(mesh: Mesh | None) -> bool:
 
 
 def put(x: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
-    """Places a host array (identical on every host) with ``sharding``; multi-host safe."""
+    """Places a host array (identical on every host) with ``sharding``; multi-host safe.
+
+    Returns a global ``jax.Array`` of ``x``'s shape and dtype, each device holding its shard.
+    """
     x = np.asarray(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
@@ -144,6 +147,7 @@ def to_host(x) -> np.ndarray:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """Sharding that puts a whole copy of an array on every device of ``mesh``."""
     return NamedSharding(mesh, P())
 
 

@@ -147,6 +147,7 @@ class SweepProgram:
         return self._veval
 
     def vreset(self):
+        """Jitted ``state[c] -> state[c]`` with the running training sums zeroed (donating)."""
         if self._vreset is None:
             kw = {}
             if self.mesh is not None:
@@ -252,6 +253,7 @@ class ChunkedExecutor:
         self.steps_done += 1
 
     def block(self) -> None:
+        """Waits until every dispatched step has run."""
         jax.block_until_ready(self.chunks)
 
     def failed_steps(self) -> np.ndarray:
@@ -337,12 +339,14 @@ class LoopExecutor:
         return jax.device_put(x, place)
 
     def load(self, states: Sequence[TrainState]) -> None:
+        """Takes fresh per-member states (copied: the steps donate their input)."""
         self.steps_done = 0
         self.active = [True] * self.n
         # jnp.copy: the step donates its state, and the caller keeps the initial states.
         self.members = [self._put(jax.tree.map(jnp.copy, s), m) for m, s in enumerate(states)]
 
     def set_epoch(self, idx: np.ndarray) -> None:
+        """``idx``: int32 ``[M, steps, B]``, each member's batches of the epoch."""
         idx = np.asarray(idx, np.int32)
         mesh = self.program.mesh
         if self.split_batch and idx.shape[-1] % self.program.n_devices:
@@ -357,9 +361,11 @@ class LoopExecutor:
             self.perms = [self._put(idx[m], m) for m in range(self.n)]
 
     def deactivate(self, member: int) -> None:
+        """Skips a failed member from now on (its state is frozen anyway)."""
         self.active[member] = False
 
     def step(self, i: int) -> None:
+        """Dispatches step ``i`` of the epoch for every active member (asynchronous)."""
         for m in range(self.n):
             if self.active[m]:
                 images, labels = self.program.data_on(self.places[m])[:2]
@@ -367,12 +373,15 @@ class LoopExecutor:
         self.steps_done += 1
 
     def block(self) -> None:
+        """Waits until every dispatched step has run."""
         jax.block_until_ready(self.members)
 
     def failed_steps(self) -> np.ndarray:
+        """int ``[M]``: first non-finite step per member, -1 if none."""
         return np.array([int(s.failed_step) for s in self.members], np.int64)
 
     def pop_train_metrics(self) -> np.ndarray:
+        """float64 ``[M, 3]`` (loss_sum, correct_sum, count) since the last call; resets them."""
         out = np.array(
             [[float(s.loss_sum), float(s.correct_sum), float(s.count)] for s in self.members],
             np.float64,
@@ -381,6 +390,7 @@ class LoopExecutor:
         return out
 
     def evaluate(self) -> np.ndarray:
+        """float64 ``[M, 3]``: summed test loss, correct predictions, test examples."""
         rows = []
         for m, st in enumerate(self.members):
             _, _, tx, ty, tm = self.program.data_on(self.places[m])
@@ -389,6 +399,7 @@ class LoopExecutor:
         return np.concatenate(rows) if rows else np.zeros((0, 3))
 
     def states(self) -> TrainState:
+        """Stacked ``[M, ...]`` states of the members, on the default device."""
         host = [jax.tree.map(lambda x: np.asarray(jax.device_get(x)), s) for s in self.members]
         stacked = jax.tree.map(lambda *x: np.stack(x), *host)
         # Skipped (failed) members stopped counting; report the steps the sweep ran.

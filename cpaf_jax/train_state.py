@@ -54,6 +54,7 @@ class TrainState:
     count: Array
 
     def reset_metrics(self) -> TrainState:
+        """The same state with ``loss_sum``, ``correct_sum``, ``count`` zeroed (float32 ``[]``)."""
         # Three distinct buffers: the jitted step donates its state, and XLA refuses to donate
         # one buffer twice.
         return self.replace(**{k: jnp.zeros((), jnp.float32) for k in _METRIC_FIELDS})

@@ -11,6 +11,6 @@ fi
 STAMP="$VENV/.cpaf-jax-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   echo "installing cpaf-jax and its dependencies into $VENV" >&2
-  "$PY" -m pip install -q -e "$ROOT[dev,plots]"
+  "$PY" -m pip install -q -e "$ROOT[dev,plots,docs]"
   touch "$STAMP"
 fi

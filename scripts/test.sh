@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lint and the whole test suite. Needs the real Fashion-MNIST (Debian's dataset-fashion-mnist);
-# installs it when running as root with apt and it is missing.
+# Lint, the whole test suite, then the docs (tutorials executed, warnings as errors). Needs the
+# real Fashion-MNIST (Debian's dataset-fashion-mnist); installs it when running as root with apt
+# and it is missing.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -8,4 +9,5 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -
 fi
 "$PY" -m ruff check cpaf_jax train benchmarks tests
 "$PY" -m ruff format --check cpaf_jax train benchmarks tests
-exec "$PY" -m pytest -q "$@"
+"$PY" -m pytest -q "$@"
+bash "$ROOT/scripts/docs.sh" -q

@@ -1,5 +1,8 @@
+"""``python -m train``: see ``train.cli``."""
+
 import sys
 
 from train.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

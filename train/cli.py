@@ -42,6 +42,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def parse_sharing(text: str):
+    """``"element"``/``"channel"``/``"shared"`` as is; ``"0,1"`` -> the axes ``(0, 1)``."""
     if text in ("element", "channel", "shared"):
         return text
     try:
@@ -53,6 +54,7 @@ def parse_sharing(text: str):
 
 
 def floats(text: str) -> tuple[float, ...]:
+    """``"1e-3,3e-3"`` -> ``(0.001, 0.003)``; argparse error on anything else."""
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
@@ -62,6 +64,7 @@ def floats(text: str) -> tuple[float, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m train EXPERIMENT [options]``."""
     from cpaf_jax.registry import known_activations
 
     p = argparse.ArgumentParser(
@@ -192,6 +195,15 @@ def _split_cpu(n: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m train``: runs an experiment, ``reproduce`` or ``inspect``.
+
+    Args:
+      argv: the arguments after ``python -m train`` (default ``sys.argv[1:]``).
+
+    Returns:
+      the exit status: 0 done, 2 bad input or missing data, 3 training diverged, 130
+      interrupted (finished runs are kept; ``--resume`` continues).
+    """
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "reproduce":
         from train.reproduce import main as reproduce_main

@@ -155,6 +155,7 @@ def accuracy_grid(points: list[tuple[float, float, float]], path: str, title: st
 
 
 def ensure_dir(path: str) -> str:
+    """Creates ``path`` (and its parents) if missing; returns it."""
     os.makedirs(path, exist_ok=True)
     return path
 

@@ -311,6 +311,7 @@ def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """``python -m train reproduce [options]``; returns the exit status."""
     p = argparse.ArgumentParser(
         prog="python -m train reproduce",
         description=__doc__,

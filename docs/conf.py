@@ -1,0 +1,89 @@
+"""Sphinx configuration for the cpaf-jax docs (``bash scripts/docs.sh`` builds them).
+
+Sphinx with autodoc/autosummary/napoleon and MyST-NB, as JAX, Flax and optax use: the
+docstrings are Google style with RST inline markup, which napoleon renders as written, and the
+tutorials are MyST Markdown notebooks that MyST-NB executes at every build, so their code and
+outputs cannot drift from the library. The build runs with warnings as errors (``-W``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))
+
+project = "cpaf-jax"
+author = "cpaf-jax developers"
+copyright = "2026, cpaf-jax developers"
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "myst_nb",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
+exclude_patterns = ["_build", "reproduction", "cli_intro.md", "**.ipynb_checkpoints", "jupyter_execute"]
+templates_path = ["_templates"]
+
+# API reference: every public module of cpaf_jax and train, each object documented once, on
+# the page of the module that defines it (re-exports in __init__ are skipped).
+autosummary_generate = True
+autosummary_ignore_module_all = True
+autosummary_imported_members = False
+autodoc_default_options = {
+    "members": True,
+    "show-inheritance": True,
+    "ignore-module-all": True,
+    "member-order": "bysource",
+}
+autodoc_typehints = "signature"
+autodoc_member_order = "bysource"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+
+# Tutorials: executed at every build; a failing cell fails the build.
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+nb_execution_mode = "force"
+nb_execution_timeout = 300
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+
+html_theme = "furo"
+html_title = "cpaf-jax"
+html_static_path: list[str] = []
+
+
+def _write_cli_reference() -> None:
+    """``python -m train`` help texts, captured at build time into ``generated/cli.md``."""
+    out = DOCS / "generated"
+    out.mkdir(exist_ok=True)
+    env = dict(os.environ, COLUMNS="100", JAX_PLATFORMS="cpu")
+    parts = [(DOCS / "cli_intro.md").read_text()]
+    for title, args in (
+        ("python -m train", ["--help"]),
+        ("python -m train reproduce", ["reproduce", "--help"]),
+        ("python -m train inspect", ["inspect", "--help"]),
+    ):
+        text = subprocess.run(
+            [sys.executable, "-m", "train", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        parts.append(f"## `{title}`\n\n```text\n{text.rstrip()}\n```\n")
+    (out / "cli.md").write_text("\n".join(parts))
+
+
+_write_cli_reference()
