@@ -12,6 +12,7 @@ import os
 import time
 
 from benchmarks import activation, epoch, loop_strategy, machine, report, torch_peer, train_step
+from cpaf_jax.sharding import split_cpu
 
 _RUNNERS = {
     "activation": activation.run,
@@ -31,6 +32,9 @@ def main(argv=None) -> dict:
     p.add_argument("--only", nargs="+", choices=sorted(_RUNNERS), help="run these sections")
     args = p.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    # One JAX device per core, as python -m train has: single-device rows run on device 0 as
+    # before; the rows that say so split the batch over all of them.
+    split_cpu()
     results = {"mode": mode, "machine": machine.describe(), "sections": {}, "seconds": {}}
     for name, fn in _RUNNERS.items():
         if args.only and name not in args.only:

@@ -14,7 +14,7 @@ import time
 from benchmarks.timing import interleaved
 from benchmarks.train_step import StepRunner
 from cpaf_jax.data import load_dataset
-from cpaf_jax.loop import FitConfig, fit
+from cpaf_jax.loop import FitConfig, data_parallel_mesh, fit
 from cpaf_jax.models import build_model
 from cpaf_jax.train_state import make_optimizer
 
@@ -51,8 +51,15 @@ def run(mode: str) -> dict:
             name=act,
         )
         wall = time.perf_counter() - t0
+        # The step alone placed as fit placed it (data parallel over several CPU devices).
         runner = StepRunner(
-            "fashion_mnist", act, batch, (28, 28, 1), "adam", n_data=len(ds.train_labels)
+            "fashion_mnist",
+            act,
+            batch,
+            (28, 28, 1),
+            "adam",
+            n_data=len(ds.train_labels),
+            mesh=data_parallel_mesh(cfg),
         )
         reps = 1 if mode == "smoke" else 5
         t = interleaved({act: runner}, repeats=reps, iters=5 if mode == "smoke" else 20)[act]

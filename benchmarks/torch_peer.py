@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 
+import jax
+
 from benchmarks.timing import interleaved
 from benchmarks.train_step import StepRunner
+from cpaf_jax import sharding as shd
 
 
 def _torch_net(torch, activation: str):
@@ -89,8 +92,15 @@ def run(mode: str) -> dict:
     batch = 32 if mode == "smoke" else 128
     acts = ("relu",) if mode == "smoke" else ("relu", "cpaf_relu", "cpaf_sigmoid")
     fns = {}
+    devices = jax.local_devices()
+    # What loop.fit runs on CPU when JAX exposes one device per core (python -m train does).
+    mesh = shd.data_mesh(devices) if len(devices) > 1 and batch % len(devices) == 0 else None
     for a in acts:
         fns[("jax", a)] = StepRunner("fashion_mnist", a, batch, (28, 28, 1), "adam")
+        if mesh is not None:
+            fns[(f"jax, batch split over {len(devices)} CPU devices", a)] = StepRunner(
+                "fashion_mnist", a, batch, (28, 28, 1), "adam", mesh=mesh
+            )
         fns[(f"torch {threads} threads", a)] = _TorchStep(torch, a, batch, threads)
         if threads > 1 and a == "relu":
             # On a shared machine torch's thread pool suffers most from contention.

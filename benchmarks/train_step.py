@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.timing import interleaved
+from cpaf_jax import sharding as shd
 from cpaf_jax.models import build_model
 from cpaf_jax.train_state import init_state, make_optimizer, make_train_step
 
@@ -64,6 +65,9 @@ class StepRunner:
     Attributes:
       step: the jitted step; state: the current ``TrainState``; images ``[N, H, W, C]``
       float32, labels ``[N]`` int32, idxs: a few ``[batch]`` int32 index vectors.
+
+    With ``mesh`` (a 1-D data mesh) the step is data parallel, as ``loop.fit`` runs it with
+    several local devices: state and data replicated, each batch's indices split.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class StepRunner:
         model_kwargs=None,
         activation_kwargs=None,
         seed=0,
+        mesh=None,
     ):
         kw = dict(model_kwargs or {})
         if activation_kwargs:
@@ -91,6 +96,11 @@ class StepRunner:
         self.images = jnp.asarray(rng.normal(size=(n,) + tuple(input_shape)).astype(np.float32))
         self.labels = jnp.asarray(rng.integers(0, 10, n).astype(np.int32))
         self.idxs = [jnp.asarray(rng.integers(0, n, batch).astype(np.int32)) for _ in range(8)]
+        if mesh is not None:
+            self.state, self.images, self.labels = shd.replicate(
+                (self.state, self.images, self.labels), mesh
+            )
+            self.idxs = [shd.shard_batch(np.asarray(i), mesh) for i in self.idxs]
         self._i = 0
 
     def __call__(self):

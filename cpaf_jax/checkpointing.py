@@ -71,8 +71,11 @@ class Checkpointer:
           item: ``"state"`` (everything, for resuming) or ``"model"`` (the model alone).
         """
         leaves, treedef = jax.tree.flatten(like)
+        # An explicit device: a checkpoint written from a state replicated over several devices
+        # (fit's data parallelism) restores in a process with any number of them.
+        one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract = {
-            f"{i:06d}": jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
+            f"{i:06d}": jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype, sharding=one)
             for i, x in enumerate(leaves)
         }
         restored = self._mngr.restore(

@@ -23,8 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from cpaf_jax import sharding as shd
 from cpaf_jax.checkpointing import Checkpointer
 from cpaf_jax.data.batching import epoch_permutation
 from cpaf_jax.nnx_modules import ActivationParam
@@ -94,6 +97,12 @@ class FitConfig:
       checkpoint: save an Orbax checkpoint at the end of each epoch (needs ``out_dir``).
       resume: continue from the last checkpoint in ``out_dir`` if there is one.
       progress: show a progress bar.
+      data_parallel: split each batch over the local devices (state and data replicated,
+        gradients all-reduced): ``None`` (default) does so on CPU when JAX exposes several CPU
+        devices (``sharding.split_cpu``; one device per core made the Fashion-MNIST step
+        1.2-1.3x faster on 2 cores than one device using both), ``True`` on any backend,
+        ``False`` never. Needs ``batch_size`` divisible by the device count, else one device
+        is used. Results equal the single-device run's up to the order of float sums.
     """
 
     epochs: int = 10
@@ -107,6 +116,18 @@ class FitConfig:
     checkpoint: bool = True
     resume: bool = False
     progress: bool = True
+    data_parallel: bool | None = None
+
+
+def data_parallel_mesh(cfg: FitConfig):
+    """The 1-D ``"data"`` mesh ``fit`` splits batches over, or ``None`` for one device."""
+    devices = jax.local_devices()
+    want = cfg.data_parallel
+    if want is None:
+        want = jax.default_backend() == "cpu"
+    if not want or len(devices) < 2 or cfg.batch_size % len(devices):
+        return None
+    return shd.data_mesh(devices)
 
 
 @dataclasses.dataclass
@@ -239,6 +260,11 @@ def fit(
             if last is not None:
                 state, meta = ckpt.restore(last, state)
                 start_epoch, history = int(meta["epoch"]), list(meta["history"])
+    mesh = data_parallel_mesh(cfg)
+    if mesh is not None:
+        state = shd.replicate(state, mesh)
+        images, labels = shd.replicate((data.train_images, labels), mesh)
+        by_batch = NamedSharding(mesh, P(None, shd.mesh_axis(mesh)))
     log = _MetricsLog(cfg.out_dir, history)
     summarize = jax.jit(activation_summary)
     last_good = ckpt.path(start_epoch) if (ckpt and start_epoch) else None
@@ -270,7 +296,8 @@ def fit(
     try:
         for epoch in range(start_epoch, cfg.epochs):
             perm = epoch_permutation(cfg.seed, epoch, n_train)[: steps_per_epoch * cfg.batch_size]
-            perm = jnp.asarray(perm.reshape(steps_per_epoch, cfg.batch_size).astype(np.int32))
+            perm = perm.reshape(steps_per_epoch, cfg.batch_size).astype(np.int32)
+            perm = jnp.asarray(perm) if mesh is None else shd.put(perm, by_batch)
             t_epoch, eval_time = time.perf_counter(), 0.0
             bar = tqdm(
                 total=steps_per_epoch,

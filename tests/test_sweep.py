@@ -228,6 +228,15 @@ _SHARDED_SCRIPT = textwrap.dedent(
     for i in range(2):
         state = step(state, x, y, shard_batch(idx[i], mesh))
     out["dp"] = [np.asarray(v).tolist() for v in jax.tree.leaves(state.params)]
+    # fit's own data parallelism: member 0 as a whole fit run, its batches split over 8.
+    from cpaf_jax.loop import FitConfig, fit
+    from cpaf_jax.sweep import build_member_model
+    from cpaf_jax.train_state import make_optimizer
+    cfg = FitConfig(epochs=1, seed=0, eval_batch_size=128, progress=False, data_parallel=True)
+    r = fit(build_member_model(kind, act, members[0]), ds, make_optimizer("sgd", 0.05), cfg)
+    out["fit_dp"] = {"params": [np.asarray(v).tolist() for v in jax.tree.leaves(r.state.params)],
+                     "loss": r.test_loss,
+                     "devices": len(jax.tree.leaves(r.state.params)[0].sharding.device_set)}
     json.dump(out, open(sys.argv[1], "w"))
     """
 )
@@ -235,8 +244,9 @@ _SHARDED_SCRIPT = textwrap.dedent(
 
 def test_sharded_sweep_equals_unsharded(tmp_path, small):
     """8 simulated CPU devices: a sharded sweep (3 members padded to 8), the loop strategy with
-    members spread over 2 devices and with each member's batch split over 8, and a
-    data-parallel run equal the single-device results (the loop strategy, i.e. plain runs)."""
+    members spread over 2 devices and with each member's batch split over 8, a data-parallel
+    step and a data-parallel ``fit`` equal the single-device results (the loop strategy, i.e.
+    plain runs)."""
     script, out = tmp_path / "sharded.py", tmp_path / "out.json"
     script.write_text(_SHARDED_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
@@ -260,3 +270,7 @@ def test_sharded_sweep_equals_unsharded(tmp_path, small):
     assert res["loop_spread"]["params"] == res["plain"]["params"]
     for a, b in zip(res["dp"], res["plain"]["params"], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b)[0], rtol=RTOL, atol=ATOL)
+    assert res["fit_dp"]["devices"] == 8
+    for a, b in zip(res["fit_dp"]["params"], res["plain"]["params"], strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b)[0], rtol=1e-4, atol=ATOL)
+    np.testing.assert_allclose(res["fit_dp"]["loss"], res["plain"]["loss"][0], rtol=1e-4)
