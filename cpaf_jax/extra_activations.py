@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from cpaf_jax.functional import check_param_suffix
 from cpaf_jax.initializers import InitLike, make_param
 from cpaf_jax.nnx_modules import ActivationParam, check_features
 from cpaf_jax.registry import register_activation
@@ -136,22 +137,16 @@ def _check_float(fn: str, name: str, x: Array) -> None:
 
 
 def _check_broadcast(fn: str, x_shape, p_shape, full_shape, what: str) -> None:
-    """Checks that ``p_shape`` (the parameter shape without its coefficient axis) is a suffix of
-    ``x_shape`` up to 1s, so broadcasting never enlarges ``x``."""
-    x_shape, p_shape = tuple(x_shape), tuple(p_shape)
-    if len(p_shape) > len(x_shape):
-        raise ValueError(
-            f"{fn}: {what} of shape {tuple(full_shape)} have more feature axes than x{x_shape}; "
-            f"expected P a suffix of x's shape (or 1s)"
-        )
-    for i, (pd, xd) in enumerate(zip(reversed(p_shape), reversed(x_shape), strict=False)):
-        if pd not in (1, xd):
-            axis = len(x_shape) - 1 - i
-            raise ValueError(
-                f"{fn}: {what} of shape {tuple(full_shape)} do not broadcast against "
-                f"x{x_shape}: axis {axis} of x has size {xd} but the parameters have {pd} there "
-                f"(P must be a suffix of x's shape or 1s, e.g. {x_shape[-1:]} per channel)"
-            )
+    check_param_suffix(
+        fn,
+        x_shape,
+        p_shape,
+        full_shape,
+        what=what,
+        arg="x",
+        expected="[*P, n]" if tuple(p_shape) != tuple(full_shape) else "[*P]",
+        examples=f"{tuple(x_shape)[-1:]} per channel",
+    )
 
 
 def _check_coeffs(fn: str, x: Array, names: tuple[str, ...], *arrays: Array) -> tuple:

@@ -51,6 +51,50 @@ def _check_float(name: str, x: Array) -> None:
         raise TypeError(f"cpaf: {name} must be a floating array, got dtype {x.dtype}")
 
 
+def check_param_suffix(
+    fn: str,
+    x_shape,
+    p_shape,
+    full_shape,
+    *,
+    what: str = "parameters",
+    arg: str = "y",
+    expected: str = "[*P, k]",
+    examples: str = "",
+) -> None:
+    """Checks that a parameter's feature shape ``P`` broadcasts against ``x`` without enlarging it.
+
+    Shared by CPAF and the other parametric activations: ``P`` (the parameter shape without its
+    coefficient axis) must be a suffix of ``x``'s shape, each axis equal or 1.
+
+    Args:
+      fn: the calling function's name, for the message.
+      x_shape: shape of the input, ``[..., *F]``.
+      p_shape: the parameter's feature shape ``P``.
+      full_shape: the parameter's whole shape (``P`` plus any coefficient axis), for the message.
+      what, arg, expected, examples: wording of the message (what the parameters are called, the
+        input's name, the expected layout, example shapes).
+
+    Raises:
+      ValueError: ``P`` has more axes than ``x``, or an axis that is neither 1 nor ``x``'s.
+    """
+    x_shape, p_shape, full = tuple(x_shape), tuple(p_shape), tuple(full_shape)
+    eg = f", e.g. {examples}" if examples else ""
+    if len(p_shape) > len(x_shape):
+        raise ValueError(
+            f"{fn}: {what} of shape {full} have more feature axes than {arg}{x_shape}; "
+            f"{what} are {expected} with P matching the trailing axes of {arg}"
+        )
+    for i, (pd, xd) in enumerate(zip(reversed(p_shape), reversed(x_shape), strict=False)):
+        if pd not in (1, xd):
+            axis = len(x_shape) - 1 - i
+            raise ValueError(
+                f"{fn}: {what} of shape {full} do not broadcast against {arg}{x_shape}: axis "
+                f"{axis} of {arg} has size {xd} but the parameters have {pd} there. Expected "
+                f"{expected} with P a suffix of {arg}'s shape (or 1s){eg}"
+            )
+
+
 def check_params(y: Array, a: Array, b: Array) -> int:
     """Checks CPAF inputs and returns k, the number of terms.
 
@@ -71,21 +115,14 @@ def check_params(y: Array, a: Array, b: Array) -> int:
     k = a_shape[-1]
     if k == 0:
         raise ValueError("cpaf: k = 0 terms (a and b have an empty last axis); k must be >= 1")
-    p_shape = a_shape[:-1]
-    if len(p_shape) > len(y_shape):
-        raise ValueError(
-            f"cpaf: parameters of shape {a_shape} have more feature axes than y{y_shape}; "
-            "a and b are [*P, k] with P matching the trailing axes of y"
-        )
-    for i, (pd, yd) in enumerate(zip(reversed(p_shape), reversed(y_shape), strict=False)):
-        if pd not in (1, yd):
-            axis = len(y_shape) - 1 - i
-            raise ValueError(
-                f"cpaf: parameters of shape {a_shape} do not broadcast against y{y_shape}: "
-                f"axis {axis} of y has size {yd} but the parameters have {pd} there. Expected "
-                f"[*P, k] with P a suffix of y's shape (or 1s), e.g. {y_shape[-1:] + (k,)} "
-                f"per channel or {y_shape[1:] + (k,)} per element"
-            )
+    check_param_suffix(
+        "cpaf",
+        y_shape,
+        a_shape[:-1],
+        a_shape,
+        expected="[*P, k]",
+        examples=f"{y_shape[-1:] + (k,)} per channel or {y_shape[1:] + (k,)} per element",
+    )
     return k
 
 

@@ -161,7 +161,16 @@ class FitResult:
         return nnx.merge(self.graphdef, self.state.params, self.state.others)
 
 
-def _pad_eval(images: np.ndarray, labels: np.ndarray, batch: int):
+def pad_eval(images: np.ndarray, labels: np.ndarray, batch: int):
+    """A test set as equal batches, the last one padded, with a mask for the padding.
+
+    Args:
+      images: ``[N, H, W, C]``; labels: ``[N]`` int; batch: batch size (at most ``N``).
+
+    Returns:
+      device arrays ``x [T, Bt, H, W, C]``, ``y [T, Bt]`` and float32 ``mask [T, Bt]`` (0 on
+      padding), ``Bt = min(batch, N)``, ``T = ceil(N / Bt)``.
+    """
     n = len(labels)
     batch = min(batch, n)
     total = -(-n // batch) * batch
@@ -182,7 +191,7 @@ class Evaluator:
     """Evaluates a state on a fixed, device-resident test set."""
 
     def __init__(self, graphdef, images: np.ndarray, labels: np.ndarray, batch_size: int):
-        self.x, self.y, self.m = _pad_eval(images, labels.astype(np.int32), batch_size)
+        self.x, self.y, self.m = pad_eval(images, labels.astype(np.int32), batch_size)
         self._step = jax.jit(make_eval_step(graphdef))
 
     def __call__(self, state: TrainState) -> tuple[float, float]:

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from cpaf_jax import sweep_strategy as strat
 from cpaf_jax.data.batching import epoch_permutation
-from cpaf_jax.loop import _pad_eval
+from cpaf_jax.loop import pad_eval
 from cpaf_jax.models import build_model
 from cpaf_jax.registry import is_parametric
 from cpaf_jax.sweep_strategy import stack_states, unstack_state
@@ -362,7 +362,7 @@ def run_sweep(
         optimizer_kwargs=optimizer_kwargs,
         model_kwargs=model_kwargs,
     )
-    tb = _pad_eval(
+    tb = pad_eval(
         np.asarray(data.test_images), np.asarray(data.test_labels, np.int32), eval_batch_size
     )
     program = strat.SweepProgram(

@@ -361,6 +361,9 @@ def _sweep_activation(cfg, opts, act, data, model_kwargs, sharing, epochs, batch
             "curve": _curve(hist),
             "sweep": {
                 "members": m,
+                # wall/train/epoch seconds, images/s and time to accuracy above are this
+                # member's share of the sweep (the sweep's time / members), not its own clock.
+                "timing": "share of the sweep: sweep time / members",
                 "strategy": res.strategy,
                 "chunk_size": res.chunk_size,
                 "member_steps_per_second": res.member_steps_per_second,

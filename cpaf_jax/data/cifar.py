@@ -102,8 +102,18 @@ def _read_members(
     return np.concatenate(images), np.concatenate(labels)
 
 
-def _read_folder(folder: str, name: str) -> tuple[np.ndarray, ...]:
+def _read_train_test(
+    open_member: Callable[[str], IO[bytes]], name: str, describe: Callable[[str], str]
+) -> tuple[np.ndarray, ...]:
+    """``(train_x, train_y, test_x, test_y)`` of ``name``'s official batches."""
     _, _, train_members, test_member, label_key = CIFAR_LAYOUTS[name]
+    train = _read_members(open_member, train_members, label_key, describe)
+    test = _read_members(open_member, (test_member,), label_key, describe)
+    return (*train, *test)
+
+
+def _read_folder(folder: str, name: str) -> tuple[np.ndarray, ...]:
+    _, _, train_members, test_member, _ = CIFAR_LAYOUTS[name]
     missing = [
         m for m in (*train_members, test_member) if not os.path.isfile(os.path.join(folder, m))
     ]
@@ -120,8 +130,7 @@ def _read_folder(folder: str, name: str) -> tuple[np.ndarray, ...]:
         return repr(os.path.join(folder, member))
 
     try:
-        train = _read_members(open_member, train_members, label_key, describe)
-        test = _read_members(open_member, (test_member,), label_key, describe)
+        return _read_train_test(open_member, name, describe)
     except DataError:
         raise
     except _CORRUPT_ERRORS as e:
@@ -129,11 +138,10 @@ def _read_folder(folder: str, name: str) -> tuple[np.ndarray, ...]:
             f"CIFAR folder {folder!r} holds a corrupt batch file ({type(e).__name__}: {e}); "
             f"extract the official {CIFAR_LAYOUTS[name][1]} again"
         ) from e
-    return (*train, *test)
 
 
 def _read_archive(archive: str, name: str) -> tuple[np.ndarray, ...]:
-    folder, archive_name, train_members, test_member, label_key = CIFAR_LAYOUTS[name]
+    folder, archive_name, train_members, test_member, _ = CIFAR_LAYOUTS[name]
     try:
         with tarfile.open(archive, "r:*") as tar:
             names = set(tar.getnames())
@@ -154,8 +162,7 @@ def _read_archive(archive: str, name: str) -> tuple[np.ndarray, ...]:
             def describe(member: str) -> str:
                 return f"{wanted[member]} in {archive!r}"
 
-            train = _read_members(open_member, train_members, label_key, describe)
-            test = _read_members(open_member, (test_member,), label_key, describe)
+            return _read_train_test(open_member, name, describe)
     except DataError:
         raise
     except _CORRUPT_ERRORS as e:
@@ -163,7 +170,6 @@ def _read_archive(archive: str, name: str) -> tuple[np.ndarray, ...]:
             f"CIFAR archive {archive!r} is corrupt or truncated ({type(e).__name__}: {e}); "
             f"download the official {archive_name} again"
         ) from e
-    return (*train, *test)
 
 
 def read_cifar(
