@@ -131,9 +131,10 @@ def markdown(results: dict) -> str:
             "## 4. Epoch through `loop.fit` against the step alone",
             "",
             f"Fashion-MNIST from `{e['dataset']}`, {e['train_images']:,} training images, "
-            "batch 128, Adam; fit's steady (second) epoch, evaluation excluded. The step alone "
-            "is placed as fit placed it (its batch split over the CPU devices when JAX has "
-            "several, as `python -m train` sets up).",
+            "batch 128, Adam; fit's second and third epochs (no compilation), evaluation "
+            "excluded, against the step alone run back to back for the same number of steps "
+            "right after, placed as fit placed it (its batch split over the CPU devices when "
+            "JAX has several, as `python -m train` sets up).",
             "",
         ]
         rows = [
@@ -158,9 +159,9 @@ def markdown(results: dict) -> str:
             out += [
                 f"torch {t['torch_version']}, `torch.set_num_threads({t['torch_threads']})`;"
                 " NCHW; CPAF as a plain PyTorch module with per-element `a`, `b` "
-                "`[*F, 2]`. `jax` rows: one JAX device using every core; `batch split` rows: "
-                "the batch split over one CPU device per core, which is how `loop.fit` runs "
-                "under `python -m train` on CPU.",
+                "`[*F, 2]`. `jax` rows: one JAX device using every core (what `loop.fit` runs "
+                "by default); `batch split` rows: the batch split over one CPU device per core "
+                "(`FitConfig(data_parallel=True)`).",
                 "",
             ]
             rows = [

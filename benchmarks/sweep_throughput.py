@@ -14,7 +14,7 @@ after one warm-up (compile) step, best of ``--repeats`` round-robin timings, and
 ``sweep_throughput.md`` (a table of member-steps/s and ratio to sequential) and
 ``sweep_throughput.json`` into ``--out``.
 
-    python -m benchmarks.sweep_throughput --out benchmarks/results [--quick]
+    python -m benchmarks.sweep_throughput [--out benchmarks] [--quick]
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def bench_one(ds, activation: str, m: int, steps: int, repeats: int, chunk: int)
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--out", default="benchmarks")
     ap.add_argument("--quick", action="store_true", help="M up to 8, fewer timed steps")
     ap.add_argument("--members", type=int, nargs="*", default=None)
     ap.add_argument("--activations", nargs="*", default=["relu", "cpaf_relu"])

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from cpaf_jax import sharding as shd
@@ -294,13 +294,11 @@ class ChunkedExecutor:
 class LoopExecutor:
     """Members one after another, each with the ordinary jitted (donating) train step.
 
-    With a mesh of D devices and M >= D members, member ``m`` lives on device ``m % D``:
-    dispatch is asynchronous, so the devices work on different members at the same time. With
-    fewer members than devices, each member's step is instead split over the whole mesh by
-    batch (data parallel: state and data replicated, the batch's indices split), so no device
-    idles. On CPU, where ``sharding.split_cpu`` makes one device per core, both beat one
-    device running one member at a time on all cores (``benchmarks.sweep_throughput``).
-    Members known to have failed are skipped (their state is frozen anyway).
+    With a mesh of D devices, member ``m`` lives on device ``m % D``: dispatch is asynchronous,
+    so the devices work on different members at the same time, with no communication between
+    them. On CPU, where ``sharding.split_cpu`` makes one device per core, this beats one device
+    running one member at a time on all cores (``benchmarks.sweep_throughput``). Members known
+    to have failed are skipped (their state is frozen anyway).
     """
 
     name = "loop"
@@ -317,7 +315,6 @@ class LoopExecutor:
         self._step = jax.jit(lambda s, x, y, perm, i: step(s, x, y, perm[i]), donate_argnums=(0,))
         self._eval = jax.jit(program.eval_step)
         self._reset = jax.jit(_reset_metrics, donate_argnums=(0,))
-        self.split_batch = program.mesh is not None and n_members < program.n_devices
         self.places = self._places()
         self.active = [True] * n_members
         self.members: list[TrainState] = []
@@ -326,17 +323,12 @@ class LoopExecutor:
 
     def _places(self) -> list:
         mesh = self.program.mesh
-        if self.split_batch:
-            return [mesh] * self.n
         devs = list(mesh.devices.flat) if mesh is not None else [None]
         return [devs[m % len(devs)] for m in range(self.n)]
 
     def _put(self, x, m):
-        place = self.places[m]
-        if isinstance(place, Mesh):
-            return shd.put_tree(x, shd.replicated(place))
         # place None: the default device, uncommitted (as loop.fit's arrays are).
-        return jax.device_put(x, place)
+        return jax.device_put(x, self.places[m])
 
     def load(self, states: Sequence[TrainState]) -> None:
         """Takes fresh per-member states (copied: the steps donate their input)."""
@@ -348,17 +340,7 @@ class LoopExecutor:
     def set_epoch(self, idx: np.ndarray) -> None:
         """``idx``: int32 ``[M, steps, B]``, each member's batches of the epoch."""
         idx = np.asarray(idx, np.int32)
-        mesh = self.program.mesh
-        if self.split_batch and idx.shape[-1] % self.program.n_devices:
-            # The batch does not split evenly over the devices: run members whole instead.
-            self.split_batch = False
-            self.places = self._places()
-            self.members = [self._put(s, m) for m, s in enumerate(self.members)]
-        if self.split_batch:
-            by_batch = NamedSharding(mesh, P(None, shd.mesh_axis(mesh)))
-            self.perms = [shd.put(idx[m], by_batch) for m in range(self.n)]
-        else:
-            self.perms = [self._put(idx[m], m) for m in range(self.n)]
+        self.perms = [self._put(idx[m], m) for m in range(self.n)]
 
     def deactivate(self, member: int) -> None:
         """Skips a failed member from now on (its state is frozen anyway)."""

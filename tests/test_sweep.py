@@ -211,8 +211,6 @@ _SHARDED_SCRIPT = textwrap.dedent(
         ("sharded", "vmap", member_mesh()),
         # 3 members on 2 devices: whole members side by side (m % 2).
         ("loop_spread", "loop", member_mesh(jax.devices()[:2])),
-        # 3 members on 8 devices: each member's batch split over the 8.
-        ("loop_split", "loop", member_mesh()),
     )
     for name, strategy, mesh in runs:
         res = run_sweep(kind, act, members, ds, epochs=1, batch_size=128, optimizer="sgd",
@@ -244,9 +242,9 @@ _SHARDED_SCRIPT = textwrap.dedent(
 
 def test_sharded_sweep_equals_unsharded(tmp_path, small):
     """8 simulated CPU devices: a sharded sweep (3 members padded to 8), the loop strategy with
-    members spread over 2 devices and with each member's batch split over 8, a data-parallel
-    step and a data-parallel ``fit`` equal the single-device results (the loop strategy, i.e.
-    plain runs)."""
+    members spread over 2 devices, a data-parallel step and a data-parallel ``fit`` (its batch
+    split over 8, a looser tolerance for the reordered sums) equal the single-device results
+    (the loop strategy, i.e. plain runs)."""
     script, out = tmp_path / "sharded.py", tmp_path / "out.json"
     script.write_text(_SHARDED_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
@@ -260,12 +258,11 @@ def test_sharded_sweep_equals_unsharded(tmp_path, small):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
-    # A batch split over 8 devices sums its gradient in another order: a looser tolerance.
-    for name, rtol in (("sharded", RTOL), ("loop_spread", RTOL), ("loop_split", 1e-4)):
+    for name in ("sharded", "loop_spread"):
         assert res[name]["n"] == res["plain"]["n"] == 3, name
         for a, b in zip(res[name]["params"], res["plain"]["params"], strict=True):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=ATOL)
-        np.testing.assert_allclose(res[name]["loss"], res["plain"]["loss"], rtol=rtol)
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(res[name]["loss"], res["plain"]["loss"], rtol=RTOL)
     # Whole members on one device each run fit's exact program: bit for bit.
     assert res["loop_spread"]["params"] == res["plain"]["params"]
     for a, b in zip(res["dp"], res["plain"]["params"], strict=True):

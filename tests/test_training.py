@@ -437,8 +437,7 @@ def test_command_killed_after_an_epoch_resumes_to_the_uninterrupted_result(tmp_p
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (ckpts / "3").exists(), "the kill came too late to interrupt the run"
-    # The resumed and the uninterrupted run are real commands too, so all three run alike
-    # (with the CPU split into one device per core: fit's batches split over them).
+    # The resumed and the uninterrupted run are real commands too, so all three run alike.
     for extra in (["--out", str(killed), "--resume"], ["--out", str(tmp_path / "full")]):
         done = subprocess.run([sys.executable, "-m", "train", *args, *extra], cwd=ROOT,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
