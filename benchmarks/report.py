@@ -133,8 +133,8 @@ def markdown(results: dict) -> str:
             f"Fashion-MNIST from `{e['dataset']}`, {e['train_images']:,} training images, "
             "batch 128, Adam; fit's second and third epochs (no compilation), evaluation "
             "excluded, against the step alone run back to back for the same number of steps "
-            "right after, placed as fit placed it (its batch split over the CPU devices when "
-            "JAX has several, as `python -m train` sets up).",
+            "right after, placed as fit placed it (one device by default). Sustained speed "
+            "against sustained speed on a shared machine: ratios above 1 are noise.",
             "",
         ]
         rows = [

@@ -10,7 +10,8 @@ training steps of
   the mesh ``python -m train`` gives a sweep (``sharding.sweep_mesh()``: on CPU one device per
   core, from ``sharding.split_cpu()``, so the loop runs members side by side);
 
-after one warm-up (compile) step, best of ``--repeats`` round-robin timings, and writes
+after one warm-up (compile) step, best of ``--repeats`` round-robin timings of at least
+``--steps`` steps and 40 member-steps each, and writes
 ``sweep_throughput.md`` (a table of member-steps/s and ratio to sequential) and
 ``sweep_throughput.json`` into ``--out``.
 
@@ -121,14 +122,17 @@ def main(argv=None) -> None:
     split_cpu()
 
     ds = load_dataset("fashion_mnist")
-    # Throughput does not depend on N: keep 4096 images device-resident.
+    # Throughput does not depend on N: keep 16384 images (128 batches) device-resident.
     ds_small = dataclasses.replace(
-        ds, train_images=ds.train_images[:4096], train_labels=ds.train_labels[:4096]
+        ds, train_images=ds.train_images[:16384], train_labels=ds.train_labels[:16384]
     )
     rows = []
     for act in args.activations:
         for m in ms:
-            row = bench_one(ds_small, act, m, steps, repeats, args.chunk)
+            # At least ~40 member-steps per timed window: with one member, a few 17 ms steps
+            # are too short a window to tell a program from itself on a shared machine.
+            m_steps = min(max(steps, -(-40 // m)), (16384 // 128 - 1) // repeats)
+            row = bench_one(ds_small, act, m, m_steps, repeats, args.chunk)
             rows.append(row)
             r = row["ratio_to_sequential"]
             print(
