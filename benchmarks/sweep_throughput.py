@@ -3,8 +3,8 @@
 For M in 1, 2, 4, 8, 16, 32 FashionNet members (batch 128, ``relu`` and ``cpaf_relu``) it times
 training steps of
 
-* ``sequential``: the baseline, each member's state stepped with its own jitted
-  ``make_train_step`` call, one member after another (what M separate ``fit`` runs do);
+* ``sequential``: the baseline, each member's state stepped with the jitted step ``fit``
+  runs, one member after another on the default device (what M separate ``fit`` runs do);
 * the sweep strategies ``vmap``, ``chunked`` (chunks of 4), ``loop`` and ``auto`` (whatever
   ``sweep_strategy.rule_strategy`` picks on this backend), through the sweep's executors, on
   the mesh ``python -m train`` gives a sweep (``sharding.sweep_mesh()``: on CPU one device per
@@ -61,15 +61,17 @@ def bench_one(ds, activation: str, m: int, steps: int, repeats: int, chunk: int)
         mesh,
     )
 
-    # Baseline: M independent runs, each its own jitted step (fit's program and slicing).
-    step = jax.jit(program.train_step, donate_argnums=(0,))
+    # Baseline: M independent runs one after another, each the program loop.fit runs (the
+    # epoch's index table passed whole, the batch's row sliced inside the step).
+    ts = program.train_step
+    step = jax.jit(lambda s, x, y, perm, i: ts(s, x, y, perm[i]), donate_argnums=(0,))
     images, labels = program.data_on(None)[:2]
     seq = [jax.tree.map(jax.numpy.copy, s) for s in states]
     perms = [jax.numpy.asarray(idx[j]) for j in range(m)]
 
     def seq_step(i):
         for j in range(m):
-            seq[j] = step(seq[j], images, labels, perms[j][i])
+            seq[j] = step(seq[j], images, labels, perms[j], i)
         return seq
 
     auto_name, auto_c = rule_strategy(jax.default_backend(), m, program.n_devices)
@@ -115,6 +117,12 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per repeat")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--chunk", type=int, default=4)
+    ap.add_argument(
+        "--min-member-steps",
+        type=int,
+        default=40,
+        help="at least this many member-steps per timed window (default 40)",
+    )
     args = ap.parse_args(argv)
     ms = args.members or ([1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16, 32])
     steps = args.steps or (3 if args.quick else 5)
@@ -129,9 +137,9 @@ def main(argv=None) -> None:
     rows = []
     for act in args.activations:
         for m in ms:
-            # At least ~40 member-steps per timed window: with one member, a few 17 ms steps
+            # At least --min-member-steps per timed window: with one member, a few 17 ms steps
             # are too short a window to tell a program from itself on a shared machine.
-            m_steps = min(max(steps, -(-40 // m)), (16384 // 128 - 1) // repeats)
+            m_steps = min(max(steps, -(-args.min_member_steps // m)), (16384 // 128 - 1) // repeats)
             row = bench_one(ds_small, act, m, m_steps, repeats, args.chunk)
             rows.append(row)
             r = row["ratio_to_sequential"]

@@ -43,3 +43,30 @@ def test_benchmark_suite_smoke(tmp_path):
         assert row["step_ms"] > 0 and row["memory"]["total"] > 0
     assert sections["epoch"]["rows"][0]["fit_images_per_s"] > 0
     assert sections["loop_strategy"]["faster"] in ("scan", "python loop")
+
+
+def test_sweep_throughput_smoke(tmp_path):
+    """``python -m benchmarks.sweep_throughput`` runs as a command (its own process, so it can
+    split the CPU into devices) and writes a row per activation and M with every strategy."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    args = ["--members", "1", "2", "--activations", "relu", "--steps", "1", "--repeats", "1"]
+    cmd = [sys.executable, "-m", "benchmarks.sweep_throughput", *args]
+    done = subprocess.run(
+        [*cmd, "--min-member-steps", "1", "--out", str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((tmp_path / "sweep_throughput.json").read_text())
+    assert [(r["activation"], r["members"]) for r in data["rows"]] == [("relu", 1), ("relu", 2)]
+    for row in data["rows"]:
+        ratios = row["ratio_to_sequential"]
+        assert set(ratios) == {"sequential", "vmap", "chunked", "loop", "auto"}
+        assert ratios["sequential"] == 1.0 and all(v > 0 for v in ratios.values())
+    if data["meta"]["backend"] == "cpu":  # split_cpu: one device per core
+        assert data["meta"]["sweep_mesh_devices"] == (os.cpu_count() or 1)
+    assert "| relu | 2 |" in (tmp_path / "sweep_throughput.md").read_text()
