@@ -446,3 +446,12 @@ def test_command_killed_after_an_epoch_resumes_to_the_uninterrupted_result(tmp_p
     full = json.loads((tmp_path / "full" / "results.json").read_text())["runs"][0]
     assert resumed["test_loss"] == full["test_loss"]
     assert resumed["test_accuracy"] == full["test_accuracy"]
+
+
+def test_cpu_devices_option_is_checked():
+    from train.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["fashion_mnist", "--cpu-devices", "-1"])
+    assert build_parser().parse_args(["fashion_mnist", "--cpu-devices", "2"]).cpu_devices == 2
+    assert build_parser().parse_args(["fashion_mnist"]).cpu_devices == 0  # one per core

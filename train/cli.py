@@ -25,6 +25,17 @@ examples:
 """
 
 
+def non_negative_int(text: str) -> int:
+    """``"4"`` -> 4; argparse error for anything that is not an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {n}")
+    return n
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``"5"`` -> seeds 0..4; ``"3,7,9"`` -> those seeds."""
     try:
@@ -142,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cpu-devices",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="expose the CPU as N JAX devices so sweep members run side by side, one per core "
