@@ -34,6 +34,7 @@ from cpaf_jax.data import load_dataset
 from cpaf_jax.sharding import split_cpu, sweep_mesh
 from cpaf_jax.sweep import SweepMember, build_member_states, member_epoch_indices
 from cpaf_jax.sweep_strategy import SweepProgram, make_executor, rule_strategy
+from cpaf_jax.train_state import row_step
 
 KIND = "fashion_mnist"
 
@@ -63,8 +64,7 @@ def bench_one(ds, activation: str, m: int, steps: int, repeats: int, chunk: int)
 
     # Baseline: M independent runs one after another, each the program loop.fit runs (the
     # epoch's index table passed whole, the batch's row sliced inside the step).
-    ts = program.train_step
-    step = jax.jit(lambda s, x, y, perm, i: ts(s, x, y, perm[i]), donate_argnums=(0,))
+    step = jax.jit(row_step(program.train_step), donate_argnums=(0,))
     images, labels = program.data_on(None)[:2]
     seq = [jax.tree.map(jax.numpy.copy, s) for s in states]
     perms = [jax.numpy.asarray(idx[j]) for j in range(m)]

@@ -31,7 +31,13 @@ from cpaf_jax import sharding as shd
 from cpaf_jax.checkpointing import Checkpointer
 from cpaf_jax.data.batching import epoch_permutation
 from cpaf_jax.nnx_modules import ActivationParam
-from cpaf_jax.train_state import TrainState, init_state, make_eval_step, make_train_step
+from cpaf_jax.train_state import (
+    TrainState,
+    init_state,
+    make_eval_step,
+    make_train_step,
+    row_step,
+)
 
 Array = jax.Array
 
@@ -249,10 +255,7 @@ def fit(
             f"batch size {cfg.batch_size} is larger than the {n_train} training images"
         )
     graphdef, state = init_state(model, tx, cfg.seed)
-    step_fn = make_train_step(graphdef, tx)
-    # The epoch's index table goes in whole and the step slices its row inside the program:
-    # slicing outside would cost one more dispatch per step.
-    train_step = jax.jit(lambda s, x, y, perm, i: step_fn(s, x, y, perm[i]), donate_argnums=(0,))
+    train_step = jax.jit(row_step(make_train_step(graphdef, tx)), donate_argnums=(0,))
     evaluator = Evaluator(graphdef, data.test_images, data.test_labels, cfg.eval_batch_size)
     images = jnp.asarray(data.train_images)
     labels = jnp.asarray(data.train_labels, jnp.int32)
@@ -273,7 +276,10 @@ def fit(
     mesh = data_parallel_mesh(cfg)
     if mesh is not None:
         state = shd.replicate(state, mesh)
-        images, labels = shd.replicate((data.train_images, labels), mesh)
+        # From the host arrays: replicating the device copies would fetch them back first.
+        images, labels = shd.replicate(
+            (data.train_images, np.asarray(data.train_labels, np.int32)), mesh
+        )
         by_batch = NamedSharding(mesh, P(None, shd.mesh_axis(mesh)))
     log = _MetricsLog(cfg.out_dir, history)
     summarize = jax.jit(activation_summary)

@@ -35,7 +35,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from cpaf_jax import sharding as shd
-from cpaf_jax.train_state import TrainState, make_eval_step, make_train_step
+from cpaf_jax.train_state import TrainState, make_eval_step, make_train_step, row_step
 
 STRATEGIES = ("auto", "measure", "vmap", "chunked", "loop")
 _MEMORY_FRACTION = 0.9
@@ -311,20 +311,15 @@ class LoopExecutor:
                 "device to belong to this process; use 'vmap' or 'chunked' on several hosts"
             )
         self.program, self.n = program, n_members
-        step = program.train_step
-        self._step = jax.jit(lambda s, x, y, perm, i: step(s, x, y, perm[i]), donate_argnums=(0,))
+        self._step = jax.jit(row_step(program.train_step), donate_argnums=(0,))
         self._eval = jax.jit(program.eval_step)
         self._reset = jax.jit(_reset_metrics, donate_argnums=(0,))
-        self.places = self._places()
+        devs = list(program.mesh.devices.flat) if program.mesh is not None else [None]
+        self.places = [devs[m % len(devs)] for m in range(n_members)]
         self.active = [True] * n_members
         self.members: list[TrainState] = []
         self.perms: list[jax.Array] = []
         self.steps_done = 0
-
-    def _places(self) -> list:
-        mesh = self.program.mesh
-        devs = list(mesh.devices.flat) if mesh is not None else [None]
-        return [devs[m % len(devs)] for m in range(self.n)]
 
     def _put(self, x, m):
         # place None: the default device, uncommitted (as loop.fit's arrays are).

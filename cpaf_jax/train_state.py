@@ -170,6 +170,20 @@ def make_train_step(graphdef, tx: optax.GradientTransformation):
     return train_step
 
 
+def row_step(train_step):
+    """``train_step`` taking the epoch's whole index table: ``(state, images, labels, perm, i)``.
+
+    Args of the returned function: as ``train_step``'s, with ``perm``: int32 ``[S, B]``, the
+    epoch's batches, and ``i``: the step, an int32 scalar. Row ``i`` is sliced inside the
+    program, which saves one dispatch per step over slicing it outside.
+    """
+
+    def step(state: TrainState, images: Array, labels: Array, perm: Array, i) -> TrainState:
+        return train_step(state, images, labels, perm[i])
+
+    return step
+
+
 def make_eval_step(graphdef):
     """Returns ``eval_step(state, images, labels, mask) -> (loss_sum, correct_sum, count)``.
 
