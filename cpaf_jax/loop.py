@@ -27,6 +27,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from cpaf_jax import compile_options
 from cpaf_jax import sharding as shd
 from cpaf_jax.checkpointing import Checkpointer
 from cpaf_jax.data.batching import epoch_permutation
@@ -196,7 +197,7 @@ class Evaluator:
 
     def __init__(self, graphdef, images: np.ndarray, labels: np.ndarray, batch_size: int):
         self.x, self.y, self.m = pad_eval(images, labels.astype(np.int32), batch_size)
-        self._step = jax.jit(make_eval_step(graphdef))
+        self._step = compile_options.jit(make_eval_step(graphdef))
 
     def __call__(self, state: TrainState) -> tuple[float, float]:
         """Returns ``(mean loss, accuracy)`` over the whole test set."""
@@ -255,7 +256,7 @@ def fit(
             f"batch size {cfg.batch_size} is larger than the {n_train} training images"
         )
     graphdef, state = init_state(model, tx, cfg.seed)
-    train_step = jax.jit(row_step(make_train_step(graphdef, tx)), donate_argnums=(0,))
+    train_step = compile_options.jit(row_step(make_train_step(graphdef, tx)), donate_argnums=(0,))
     evaluator = Evaluator(graphdef, data.test_images, data.test_labels, cfg.eval_batch_size)
     images = jnp.asarray(data.train_images)
     labels = jnp.asarray(data.train_labels, jnp.int32)
@@ -282,7 +283,7 @@ def fit(
         )
         by_batch = NamedSharding(mesh, P(None, shd.mesh_axis(mesh)))
     log = _MetricsLog(cfg.out_dir, history)
-    summarize = jax.jit(activation_summary)
+    summarize = compile_options.jit(activation_summary)
     last_good = ckpt.path(start_epoch) if (ckpt and start_epoch) else None
 
     train_seconds = sum(r.get("epoch_seconds", 0.0) for r in history if r.get("kind") == "epoch")

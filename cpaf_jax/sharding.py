@@ -48,6 +48,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from cpaf_jax import compile_options
 from cpaf_jax.train_state import make_train_step
 
 MEMBER_AXIS = "members"
@@ -183,7 +184,7 @@ def data_parallel_train_step(graphdef, tx, mesh: Mesh):
             )
         return step(state, images, labels, idx)
 
-    return jax.jit(
+    return compile_options.jit(
         checked,
         in_shardings=(repl, repl, repl, batch),
         out_shardings=repl,

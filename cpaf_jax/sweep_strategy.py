@@ -34,6 +34,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from cpaf_jax import compile_options
 from cpaf_jax import sharding as shd
 from cpaf_jax.train_state import TrainState, make_eval_step, make_train_step, row_step
 
@@ -131,7 +132,7 @@ class SweepProgram:
                 f = jax.shard_map(
                     f, mesh=self.mesh, in_specs=(P(ax), P(), P(), P(ax), P()), out_specs=P(ax)
                 )
-            self._vstep = jax.jit(f, donate_argnums=(0,))
+            self._vstep = compile_options.jit(f, donate_argnums=(0,))
         return self._vstep
 
     def veval(self):
@@ -143,7 +144,7 @@ class SweepProgram:
                 f = jax.shard_map(
                     f, mesh=self.mesh, in_specs=(P(ax), P(), P(), P()), out_specs=P(ax)
                 )
-            self._veval = jax.jit(f)
+            self._veval = compile_options.jit(f)
         return self._veval
 
     def vreset(self):
@@ -152,7 +153,7 @@ class SweepProgram:
             kw = {}
             if self.mesh is not None:
                 kw["out_shardings"] = shd.leading_axis(self.mesh)
-            self._vreset = jax.jit(_reset_metrics, donate_argnums=(0,), **kw)
+            self._vreset = compile_options.jit(_reset_metrics, donate_argnums=(0,), **kw)
         return self._vreset
 
     def vstep_memory_bytes(self, state0: TrainState, c: int, steps: int, batch: int) -> int | None:
@@ -311,9 +312,9 @@ class LoopExecutor:
                 "device to belong to this process; use 'vmap' or 'chunked' on several hosts"
             )
         self.program, self.n = program, n_members
-        self._step = jax.jit(row_step(program.train_step), donate_argnums=(0,))
-        self._eval = jax.jit(program.eval_step)
-        self._reset = jax.jit(_reset_metrics, donate_argnums=(0,))
+        self._step = compile_options.jit(row_step(program.train_step), donate_argnums=(0,))
+        self._eval = compile_options.jit(program.eval_step)
+        self._reset = compile_options.jit(_reset_metrics, donate_argnums=(0,))
         devs = list(program.mesh.devices.flat) if program.mesh is not None else [None]
         self.places = [devs[m % len(devs)] for m in range(n_members)]
         self.active = [True] * n_members

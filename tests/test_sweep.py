@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import pytest
 
+from cpaf_jax import compile_options
 from cpaf_jax.data import load_dataset
 from cpaf_jax.data.datasets import DataError
 from cpaf_jax.loop import FitConfig, fit
@@ -142,7 +143,7 @@ def test_diverging_member_is_isolated_and_frozen(sweeps, small):
     # Frozen: its final params are those after exactly f good steps of its own run.
     f = sweeps["loop"].failed_step[1]
     graphdef, tx, (state,) = build_member_states(KIND, ACT, [BAD], optimizer=OPT)
-    step = jax.jit(make_train_step(graphdef, tx))
+    step = compile_options.jit(make_train_step(graphdef, tx))  # as the sweep compiles it
     idx = member_epoch_indices([BAD.seed], 0, len(small.train_labels), 4, 128)[0]
     images, labels = jax.numpy.asarray(small.train_images), jax.numpy.asarray(small.train_labels)
     for i in range(f):
