@@ -31,6 +31,11 @@ def max_pool_2x2(x: Array) -> Array:
     30.7 to 25.6 MB with CPAF-sigmoid, and the step was no slower (``python -m benchmarks``,
     sections 2-3). Ties share the gradient equally, as ``jax.grad`` of ``jnp.max`` does.
 
+    The max and the bits come from one variadic reduction: computed as a max followed by a
+    comparison with it, the activation before the pool was evaluated twice per element, and
+    with CPAF that took the Fashion-MNIST step from 13.2 to 15.9 ms (ReLU: 9.9 to 10.9 ms;
+    XLA:CPU, 2 cores, interleaved).
+
     Args:
       x: ``[N, H, W, C]``.
 
@@ -40,11 +45,22 @@ def max_pool_2x2(x: Array) -> Array:
     return jnp.max(_windows(x), axis=-1)
 
 
+def _max_and_ties(acc, new):
+    # Reducer over (value, bit set) pairs: the larger value keeps its bits, equal values pool
+    # theirs. Associative and commutative, so XLA may reduce the window in any order.
+    (m1, b1), (m2, b2) = acc, new
+    bits = jnp.where(m1 > m2, b1, jnp.where(m2 > m1, b2, b1 | b2))
+    return jnp.maximum(m1, m2), bits
+
+
 def _max_pool_fwd(x: Array):
+    # One variadic reduction yields the max and the bits together, so whatever produced x
+    # (an activation XLA fuses into this loop) is evaluated once per element, not once for
+    # the max and again for the comparison with it.
     win = _windows(x)
-    out = jnp.max(win, axis=-1)
-    hit = (win == out[..., None]).astype(jnp.uint8)
-    bits = jnp.sum(hit << jnp.arange(4, dtype=jnp.uint8), axis=-1, dtype=jnp.uint8)
+    onehot = jnp.broadcast_to(jnp.uint8(1) << jnp.arange(4, dtype=jnp.uint8), win.shape)
+    init = (jnp.array(-jnp.inf, x.dtype), jnp.uint8(0))
+    out, bits = jax.lax.reduce((win, onehot), init, _max_and_ties, (4,))
     return out, (bits, x.shape)
 
 
