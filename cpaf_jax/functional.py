@@ -28,6 +28,7 @@ Four implementations compute the same function and gradients:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -185,12 +186,44 @@ def _sum_many_jvp(axes, primals, tangents):
     return _sum_many(xs, axes), tuple(jnp.sum(t, axis=axes) for t in ts)
 
 
+_SPLIT = 8
+_MIN_ROWS_TO_SPLIT = 1024
+
+
+def _sum_leading_rows(xs: tuple[Array, ...]) -> tuple[Array, ...]:
+    """Sums same-shaped ``[N, K]`` arrays over their rows, ``_SPLIT`` rows at a time.
+
+    XLA:CPU reduces ``[N, K] -> [K]`` in one pass as K strided columns, which is slow when N is
+    large. Folding the rows in stages, ``[8, N/8, K] -> [N/8, K]`` while N is a multiple of 8
+    and at least 64, then one final column sum, made the 2k per-channel CPAF parameter
+    gradients of a ``[128, 26, 26, 16]`` activation (k = 2) 3x faster, and the CIFAR
+    Structure 1 training step with per-channel CPAF 1.16-1.18x faster (XLA:CPU, 2 cores).
+    Only the first stage reads the activation-sized inputs; later stages read 1/8 as much.
+    The partial sums cost memory, ``N/8 * K`` per gradient, and with per-element parameters
+    (N = batch) the whole Fashion-MNIST step was no faster, so ``_unbroadcast_many`` folds
+    only when there are at least ``_MIN_ROWS_TO_SPLIT`` rows.
+    """
+    n = xs[0].shape[0]
+    while n % _SPLIT == 0 and n >= 8 * _SPLIT:
+        xs = _sum_many(tuple(x.reshape((_SPLIT, n // _SPLIT) + x.shape[1:]) for x in xs), (0,))
+        n //= _SPLIT
+    return _sum_many(tuple(xs), (0,))
+
+
 def _unbroadcast_many(xs: list[Array], shape: tuple[int, ...]) -> list[Array]:
     """``[_unbroadcast(x, shape) for x in xs]`` for same-shaped ``xs``, in one reduction."""
-    axes = _reduced_axes(tuple(xs[0].shape), shape)
+    x_shape = tuple(xs[0].shape)
+    axes = _reduced_axes(x_shape, shape)
     if not axes:
         return [x.reshape(shape) for x in xs]
-    return [r.reshape(shape) for r in _sum_many(tuple(xs), axes)]
+    r = len(axes)
+    n = math.prod(x_shape[:r])
+    if axes == tuple(range(r)) and n % _SPLIT == 0 and n >= _MIN_ROWS_TO_SPLIT:
+        # The summed axes lead (batch; batch and space for per-channel or shared parameters):
+        # view them as rows of an [N, K] matrix and fold the rows in stages.
+        rows = tuple(x.reshape(n, -1) for x in xs)
+        return [s.reshape(shape) for s in _sum_leading_rows(rows)]
+    return [s.reshape(shape) for s in _sum_many(tuple(xs), axes)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -690,3 +690,28 @@ def test_unknown_sharing_rejected():
 )
 def test_param_shape(sharing, expected):
     assert cpaf_jax.param_shape((H, W, C), sharing) == expected
+
+
+@pytest.mark.parametrize("p_shape", [(4, 2), (2,), (1, 2)])
+def test_staged_parameter_sums_match_autodiff(p_shape):
+    # 16 * 8 * 8 = 1024 summed rows: the default VJP folds them in stages of 8.
+    from cpaf_jax.functional import _MIN_ROWS_TO_SPLIT
+
+    shape = (16, 8, 8, 4)
+    assert np.prod(shape[:-1]) >= _MIN_ROWS_TO_SPLIT
+    y = jax.random.normal(jax.random.key(0), shape)
+    g = jax.random.normal(jax.random.key(1), shape)
+    a = 1.0 + 0.1 * jax.random.normal(jax.random.key(2), p_shape)
+    b = 0.3 * jax.random.normal(jax.random.key(3), p_shape)
+    for base in ("relu", "sigmoid"):
+        grads = {
+            impl: jax.grad(
+                lambda y, a, b, impl=impl, base=base: jnp.sum(
+                    cpaf(y, a, b, base, implementation=impl) * g
+                ),
+                argnums=(0, 1, 2),
+            )(y, a, b)
+            for impl in ("custom_vjp", "naive")
+        }
+        for x, ref in zip(grads["custom_vjp"], grads["naive"], strict=True):
+            np.testing.assert_allclose(x, ref, rtol=2e-5, atol=2e-4)
