@@ -12,6 +12,7 @@ import os
 import time
 
 from benchmarks import activation, epoch, loop_strategy, machine, report, torch_peer, train_step
+from cpaf_jax import compile_options
 from cpaf_jax.sharding import split_cpu
 
 _RUNNERS = {
@@ -36,6 +37,7 @@ def main(argv=None) -> dict:
     # before; the rows that say so split the batch over all of them.
     split_cpu()
     results = {"mode": mode, "machine": machine.describe(), "sections": {}, "seconds": {}}
+    results["compiler_options"] = compile_options.compiler_options()
     for name, fn in _RUNNERS.items():
         if args.only and name not in args.only:
             continue

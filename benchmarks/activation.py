@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.timing import interleaved
+from cpaf_jax import compile_options
 from cpaf_jax.functional import IMPLEMENTATIONS, cpaf
 from cpaf_jax.initializers import default_terms
 from cpaf_jax.nnx_modules import prelu
@@ -105,7 +106,7 @@ def _build(v: dict, shape: tuple[int, ...]):
 
     argnums = tuple(range(len(params) + 2))
     grad = jax.grad(loss, argnums=(0,) + argnums[2:])
-    return jax.jit(fwd), jax.jit(grad), params
+    return compile_options.jit(fwd), compile_options.jit(grad), params
 
 
 def run(mode: str) -> dict:

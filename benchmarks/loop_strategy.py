@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from benchmarks.timing import interleaved
 from benchmarks.train_step import StepRunner
+from cpaf_jax import compile_options
 
 
 def run(mode: str) -> dict:
@@ -42,7 +43,7 @@ def run(mode: str) -> dict:
 
             return jax.lax.scan(body, state, idx)[0]
 
-        scan_fn = jax.jit(many, donate_argnums=(0,))
+        scan_fn = compile_options.jit(many, donate_argnums=(0,))
         sbox = {"s": scan_r.state}
 
         def scan_call(sbox=sbox, scan_fn=scan_fn, scan_r=scan_r, idx=idx):

@@ -18,6 +18,13 @@ def _f(x, nd=2):
     return f"{x:.{nd}f}"
 
 
+def _spread(r: dict, key: str) -> str:
+    """``median [lo, hi]`` of a ratio measured over rounds (older results: the ratio alone)."""
+    if "ratio_lo" not in r:
+        return _f(r[key])
+    return f"{r[key]:.2f} [{r['ratio_lo']:.2f}, {r['ratio_hi']:.2f}]"
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     v = m["versions"]
@@ -30,9 +37,11 @@ def markdown(results: dict) -> str:
         f"{v['torch']}. Raw numbers: `{results.get('json_path', 'BENCHMARKS.json')}`; rerun with "
         "`python -m benchmarks` (`--quick` for a two-minute run).",
         "",
-        "Variants are timed interleaved in one process and the minimum over repeats is kept; "
-        "ratios to ReLU within one run are the numbers to read, absolute times move with the "
-        "machine's load.",
+        "Variants are timed interleaved in one process, in repeated rounds; times are the "
+        "minimum over rounds. Ratios to ReLU are taken within each round and given as the "
+        "median with the range over rounds in brackets; absolute times move with the machine's "
+        "load. Programs are compiled with `cpaf_jax.compile_options` "
+        f"({results.get('compiler_options') or 'XLA defaults'}).",
         "",
     ]
     s = results["sections"]
@@ -67,7 +76,7 @@ def markdown(results: dict) -> str:
             "## 2. Training step of each paper network",
             "",
             "Jitted, donated `make_train_step` on random data; ratio to ReLU's step in the "
-            "same run.",
+            "same rounds (median [range]).",
             "",
         ]
         rows = [
@@ -77,7 +86,7 @@ def markdown(results: dict) -> str:
                 r["batch"],
                 r["optimizer"],
                 _f(r["step_ms"]),
-                _f(r["ratio"]),
+                _spread(r, "ratio"),
                 f"{r['images_per_s']:,.0f}",
             ]
             for r in s["train_step"]["rows"]
@@ -161,7 +170,8 @@ def markdown(results: dict) -> str:
                 " NCHW; CPAF as a plain PyTorch module with per-element `a`, `b` "
                 "`[*F, 2]`. `jax` rows: one JAX device using every core (what `loop.fit` runs "
                 "by default); `batch split` rows: the batch split over one CPU device per core "
-                "(`FitConfig(data_parallel=True)`).",
+                "(`FitConfig(data_parallel=True)`); `XLA defaults` rows: the `jax` step compiled "
+                "without `cpaf_jax.compile_options`.",
                 "",
             ]
             rows = [
@@ -170,7 +180,7 @@ def markdown(results: dict) -> str:
                     r["activation"],
                     r["batch"],
                     _f(r["step_ms"]),
-                    _f(r["ratio_to_jax_relu"]),
+                    _spread(r, "ratio_to_jax_relu"),
                 ]
                 for r in t["rows"]
             ]

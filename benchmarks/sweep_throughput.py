@@ -30,6 +30,7 @@ import time
 import jax
 import numpy as np
 
+from cpaf_jax import compile_options
 from cpaf_jax.data import load_dataset
 from cpaf_jax.sharding import split_cpu, sweep_mesh
 from cpaf_jax.sweep import SweepMember, build_member_states, member_epoch_indices
@@ -64,7 +65,7 @@ def bench_one(ds, activation: str, m: int, steps: int, repeats: int, chunk: int)
 
     # Baseline: M independent runs one after another, each the program loop.fit runs (the
     # epoch's index table passed whole, the batch's row sliced inside the step).
-    step = jax.jit(row_step(program.train_step), donate_argnums=(0,))
+    step = compile_options.jit(row_step(program.train_step), donate_argnums=(0,))
     images, labels = program.data_on(None)[:2]
     seq = [jax.tree.map(jax.numpy.copy, s) for s in states]
     perms = [jax.numpy.asarray(idx[j]) for j in range(m)]

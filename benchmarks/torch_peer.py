@@ -13,8 +13,9 @@ import os
 
 import jax
 
-from benchmarks.timing import interleaved
+from benchmarks.timing import interleaved_samples, ratio_spread
 from benchmarks.train_step import StepRunner
+from cpaf_jax import compile_options
 from cpaf_jax import sharding as shd
 
 
@@ -97,6 +98,11 @@ def run(mode: str) -> dict:
     mesh = shd.data_mesh(devices) if len(devices) > 1 and batch % len(devices) == 0 else None
     for a in acts:
         fns[("jax", a)] = StepRunner("fashion_mnist", a, batch, (28, 28, 1), "adam")
+        if compile_options.compiler_options() is not None:
+            # What the same step costs with XLA:CPU's defaults (YNN fusions on).
+            fns[("jax, XLA defaults", a)] = StepRunner(
+                "fashion_mnist", a, batch, (28, 28, 1), "adam", xla_defaults=True
+            )
         if mesh is not None:
             fns[(f"jax, batch split over {len(devices)} CPU devices", a)] = StepRunner(
                 "fashion_mnist", a, batch, (28, 28, 1), "adam", mesh=mesh
@@ -105,18 +111,21 @@ def run(mode: str) -> dict:
         if threads > 1 and a == "relu":
             # On a shared machine torch's thread pool suffers most from contention.
             fns[("torch 1 thread", a)] = _TorchStep(torch, a, batch, 1)
-    repeats, iters = {"smoke": (1, 2), "quick": (3, 5), "full": (5, 10)}[mode]
-    t = interleaved(fns, repeats=repeats, iters=iters, warmup=2)
-    ref = t[("jax", "relu")]
+    repeats, iters = {"smoke": (1, 2), "quick": (5, 5), "full": (15, 10)}[mode]
+    samples = interleaved_samples(fns, repeats=repeats, iters=iters, warmup=2)
+    spread = ratio_spread(samples, ("jax", "relu"))
     rows = [
         {
             "framework": fw,
             "activation": a,
             "batch": batch,
-            "step_ms": v * 1e3,
-            "ratio_to_jax_relu": v / ref,
+            "step_ms": min(v) * 1e3,
+            "ratio_to_jax_relu": spread[(fw, a)]["median"],
+            "ratio_lo": spread[(fw, a)]["lo"],
+            "ratio_hi": spread[(fw, a)]["hi"],
+            "rounds": spread[(fw, a)]["rounds"],
         }
-        for (fw, a), v in t.items()
+        for (fw, a), v in samples.items()
     ]
     torch.set_num_threads(threads)
     return {

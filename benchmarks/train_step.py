@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.timing import interleaved
+from benchmarks.timing import interleaved_samples, ratio_spread
+from cpaf_jax import compile_options
 from cpaf_jax import sharding as shd
 from cpaf_jax.models import build_model
 from cpaf_jax.train_state import init_state, make_optimizer, make_train_step
@@ -67,7 +68,9 @@ class StepRunner:
       float32, labels ``[N]`` int32, idxs: a few ``[batch]`` int32 index vectors.
 
     With ``mesh`` (a 1-D data mesh) the step is data parallel, as ``loop.fit`` runs it with
-    several local devices: state and data replicated, each batch's indices split.
+    several local devices: state and data replicated, each batch's indices split. With
+    ``xla_defaults`` the step is compiled with XLA's default options instead of
+    ``cpaf_jax.compile_options`` (to measure what those options change).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class StepRunner:
         activation_kwargs=None,
         seed=0,
         mesh=None,
+        xla_defaults=False,
     ):
         kw = dict(model_kwargs or {})
         if activation_kwargs:
@@ -90,7 +94,8 @@ class StepRunner:
         self.tx = make_optimizer(optimizer, 1e-3)
         self.graphdef, self.state = init_state(model, self.tx, seed)
         self.raw_step = make_train_step(self.graphdef, self.tx)
-        self.step = jax.jit(self.raw_step, donate_argnums=(0,))
+        self._jit = jax.jit if xla_defaults else compile_options.jit
+        self.step = self._jit(self.raw_step, donate_argnums=(0,))
         n = n_data or 8 * batch
         rng = np.random.default_rng(seed)
         self.images = jnp.asarray(rng.normal(size=(n,) + tuple(input_shape)).astype(np.float32))
@@ -112,7 +117,7 @@ class StepRunner:
         """Compiled memory of the step on a one-batch dataset (bytes)."""
         b = self.idxs[0].shape[0]
         compiled = (
-            jax.jit(self.raw_step, donate_argnums=(0,))
+            self._jit(self.raw_step, donate_argnums=(0,))
             .lower(self.state, self.images[:b], self.labels[:b], self.idxs[0] % b)
             .compile()
         )
@@ -134,17 +139,23 @@ def _batch(kind: str, mode: str) -> int:
 
 
 def run(mode: str) -> dict:
-    """Returns ``{"rows": [{network, activation, batch, step_ms, ratio, memory, mem_ratio}]}``."""
+    """Returns ``{"rows": [{network, activation, batch, step_ms, ratio, memory, mem_ratio}]}``.
+
+    ``step_ms`` is the minimum over rounds; ``ratio`` the median over rounds of the per-round
+    ratio to ReLU, with ``ratio_lo``/``ratio_hi`` its range.
+    """
     nets = NETWORKS
     if mode == "smoke":
         nets = {"FashionNet (4.2)": NETWORKS["FashionNet (4.2)"][:4] + (("relu", "cpaf_sigmoid"),)}
-    repeats, iters = {"smoke": (1, 2), "quick": (3, 5), "full": (5, 10)}[mode]
+    repeats, iters = {"smoke": (1, 2), "quick": (5, 5), "full": (15, 10)}[mode]
     rows = []
     for net, (kind, kw, shape, opt, acts) in nets.items():
         batch = _batch(kind, mode)
         runners = {a: StepRunner(kind, a, batch, shape, opt, model_kwargs=kw) for a in acts}
-        it = iters if kind != "cifar" else max(1, iters // 2)
-        t = interleaved(runners, repeats=repeats, iters=it, warmup=2)
+        it, rounds = (iters, repeats) if kind != "cifar" else (max(1, iters // 2), -(-repeats // 3))
+        samples = interleaved_samples(runners, repeats=rounds, iters=it, warmup=2)
+        t = {a: min(v) for a, v in samples.items()}
+        spread = ratio_spread(samples, "relu")
         mem = {a: r.memory() for a, r in runners.items()}
         for a in acts:
             rows.append(
@@ -154,7 +165,10 @@ def run(mode: str) -> dict:
                     "batch": batch,
                     "optimizer": opt,
                     "step_ms": t[a] * 1e3,
-                    "ratio": t[a] / t["relu"],
+                    "ratio": spread[a]["median"],
+                    "ratio_lo": spread[a]["lo"],
+                    "ratio_hi": spread[a]["hi"],
+                    "rounds": spread[a]["rounds"],
                     "images_per_s": batch / t[a],
                     "memory": mem[a],
                     "mem_ratio": mem[a]["total"] / mem["relu"]["total"],
