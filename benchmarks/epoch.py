@@ -12,6 +12,7 @@ it shows what the loop itself (batch selection, logging, host syncs) costs, with
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 
 import jax
@@ -79,17 +80,15 @@ def run(mode: str) -> dict:
             on_epoch_end=step_block,
         )
         wall = time.perf_counter() - t0
-        pairs = sorted(b / e for b, e in zip(blocks[1:], res.epoch_seconds[1:], strict=True))
-        mid = len(pairs) // 2
-        eff = pairs[mid] if len(pairs) % 2 else 0.5 * (pairs[mid - 1] + pairs[mid])
+        pairs = [b / e for b, e in zip(blocks[1:], res.epoch_seconds[1:], strict=True)]
         rows.append(
             {
                 "activation": act,
                 "fit_images_per_s": res.images_per_second,
                 "step_images_per_s": batch * steps * len(blocks[1:]) / sum(blocks[1:]),
-                "efficiency": eff,
-                "efficiency_lo": pairs[0],
-                "efficiency_hi": pairs[-1],
+                "efficiency": statistics.median(pairs),
+                "efficiency_lo": min(pairs),
+                "efficiency_hi": max(pairs),
                 "epoch_seconds": res.epoch_seconds,
                 "block_seconds": blocks,
                 "fit_wall_seconds": wall,

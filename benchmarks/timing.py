@@ -9,6 +9,7 @@ over rounds, so a ratio comes with its spread. Absolute times drift with load.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -62,10 +63,8 @@ def ratio_spread(samples: dict[str, list[float]], reference: str) -> dict[str, d
     ref = samples[reference]
     out = {}
     for name, v in samples.items():
-        r = sorted(x / y for x, y in zip(v, ref, strict=True))
-        mid = len(r) // 2
-        median = r[mid] if len(r) % 2 else 0.5 * (r[mid - 1] + r[mid])
-        out[name] = {"median": median, "lo": r[0], "hi": r[-1], "rounds": len(r)}
+        r = [x / y for x, y in zip(v, ref, strict=True)]
+        out[name] = {"median": statistics.median(r), "lo": min(r), "hi": max(r), "rounds": len(r)}
     return out
 
 

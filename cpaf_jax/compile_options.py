@@ -1,12 +1,12 @@
 """XLA compiler options for the training programs, chosen per backend.
 
 On XLA:CPU, jaxlib 0.10 hands convolutions, dots and some reductions to YNNPACK ("YNN
-fusions") by default. For the paper's small conv nets these run on one thread each, and the
-Fashion-MNIST training step (batch 128, 2 cores) took 22.5 ms with them against 9.8 ms with
-them turned off, where XLA's own (Eigen) convolutions use every core. CPAF steps gained as
-much (27.3 -> 13.5 ms CPAF-ReLU, 30.3 -> 16.1 ms CPAF-sigmoid). With YNN on, the step was
-also 3-4 ms slower again once its update was made conditional on a finite loss, which cost
-nothing without it. ``python -m benchmarks`` measures both settings side by side.
+fusions") by default. For the paper's small conv nets these ran on one thread each (seen in
+a profile), and the Fashion-MNIST training step (batch 128, 2 cores) took 22.5 ms with them
+against 9.8 ms with them turned off, where XLA's own (Eigen) convolutions use every core;
+CPAF-ReLU 27.3 against 13.5 ms, CPAF-sigmoid 30.3 against 16.1 ms. With YNN on, the step was
+also 3-4 ms slower once its update was made conditional on a finite loss, which cost nothing
+without it. Section 5 of ``python -m benchmarks`` times both settings side by side.
 
 Every program this package compiles goes through ``jit`` here, so ``fit``, sweeps,
 benchmarks and evaluation all run with the same options. For your own ``jax.jit`` calls, pass
