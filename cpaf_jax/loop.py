@@ -107,10 +107,11 @@ class FitConfig:
       data_parallel: split each batch over the local devices (state and data replicated,
         gradients all-reduced) when ``True`` and there are several; needs ``batch_size``
         divisible by the device count, else one device is used. Results equal the
-        single-device run's up to the order of float sums. On CPU with one device per core
-        (``sharding.split_cpu``) the Fashion-MNIST epoch took 6.5 s against 7.5-8.2 s on one
-        device (2 cores), but XLA:CPU's all-reduce between CPU devices once stalled for good
-        (its 40 s rendezvous timeout aborted the process), so it is not the default.
+        single-device run's up to the order of float sums. It is not the default on CPU: with
+        ``cpaf_jax.compile_options`` one device already uses every core, and the Fashion-MNIST
+        step split over 2 CPU devices took 1.14x the one-device step (``BENCHMARKS.md``,
+        section 5); XLA:CPU's all-reduce between CPU devices also once stalled for good (its
+        40 s rendezvous timeout aborted the process).
     """
 
     epochs: int = 10
