@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from test_data import cifar_batches, write_cifar_archive, write_idx_dataset
 
+from cpaf_jax import compile_options
 from cpaf_jax.data import Dataset, load_dataset
 from cpaf_jax.loop import FitConfig, TrainingDiverged, fit
 from cpaf_jax.models import build_model
@@ -218,6 +219,7 @@ def test_fashion_mnist_command_writes_results_report_and_plots(tmp_path, capsys)
         assert 0.0 <= run["test_accuracy"] <= 1.0
         assert run["curve"], "eval_every should give a test-loss curve"
     assert res["settings"]["train_images"] == 512 and res["environment"]["jax"]
+    assert res["environment"]["compiler_options"] == compile_options.compiler_options()
     assert res["summary"]["cpaf_sigmoid"]["test_accuracy"]["n"] == 2
     assert "cpaf_sigmoid" in res["comparisons"]
     report = (out / "report.md").read_text()

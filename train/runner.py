@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from cpaf_jax import compile_options
 from cpaf_jax.loop import FitConfig, fit
 from cpaf_jax.models import build_model
 from cpaf_jax.param_groups import grouped_optimizer
@@ -71,6 +72,8 @@ def environment() -> dict:
         "device_count": jax.device_count(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        # What every program of the run was compiled with (None: XLA's defaults).
+        "compiler_options": compile_options.compiler_options(),
     }
 
 
