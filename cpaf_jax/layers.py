@@ -27,9 +27,10 @@ def max_pool_2x2(x: Array) -> Array:
     The backward pass needs only which entries of each window were the maximum, so that is
     all the forward pass keeps: 4 bits per window, in a uint8 ``[N, H//2, W//2, C]``, instead
     of the whole input, which otherwise stays alive until the backward pass. That took the
-    compiled Fashion-MNIST training step (batch 128) from 23.7 to 18.2 MB with ReLU and from
-    30.7 to 25.6 MB with CPAF-sigmoid, and the step was no slower (``python -m benchmarks``,
-    sections 2-3). Ties share the gradient equally, as ``jax.grad`` of ``jnp.max`` does.
+    compiled Fashion-MNIST training step (batch 128, compiled with XLA's default options at
+    the time) from 23.7 to 18.2 MB with ReLU and from 30.7 to 25.6 MB with CPAF-sigmoid, and
+    the step was no slower (``python -m benchmarks``, sections 2-3). Ties share the gradient
+    equally, as ``jax.grad`` of ``jnp.max`` does.
 
     The max and the bits come from one variadic reduction. Computed as a max followed by a
     comparison with it, they made XLA evaluate the activation before the pool twice per

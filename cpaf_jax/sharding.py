@@ -29,12 +29,12 @@ which only touches each host's own devices, and results are gathered to every ho
 members on single devices and therefore needs every mesh device to be addressable (one host).
 
 **One CPU, several devices.** XLA:CPU runs one program on all cores through its intra-op thread
-pool, and for these small convolutional networks that pool is poorly used: on 2 cores, two
-members of the Fashion-MNIST network stepped side by side on two CPU devices took 12.6-13.5 ms
-per member-step against 16.7-20.4 ms one after another on one device
-(``python -m benchmarks.sweep_throughput`` measures it). ``split_cpu()`` exposes the cores as
-devices; call it right after ``import jax``, before any computation. ``python -m train`` does so
-(``--cpu-devices``).
+pool. With ``cpaf_jax.compile_options`` one device keeps 2 cores busy, and Fashion-MNIST sweep
+members stepped side by side on two CPU devices gained 1.01-1.11x over the same members one
+after another on one device (under XLA's default options, which left a core idle, it was
+1.2-1.6x); ``python -m benchmarks.sweep_throughput`` measures it. ``split_cpu()`` exposes the
+cores as devices; call it right after ``import jax``, before any computation.
+``python -m train`` does so (``--cpu-devices``).
 """
 
 from __future__ import annotations
