@@ -16,6 +16,68 @@ def _windows(x: Array) -> Array:
     return x.transpose(0, 1, 3, 5, 2, 4).reshape(n, h2, w2, c, 4)
 
 
+def first_max(acc: tuple, new: tuple) -> tuple:
+    """Reducer over ``(value, index, *carried)`` tuples: keeps the larger value, on a tie the
+    smaller index, and the carried entries of whichever it keeps.
+
+    NaN counts as larger than every number, so a window holding NaN pools to NaN, as
+    ``jnp.max`` does. A total order on (value, index), hence associative and commutative:
+    XLA may reduce a window in any order and still picks the first maximum.
+    """
+    (m1, i1, *c1), (m2, i2, *c2) = acc, new
+    nan1, nan2 = jnp.isnan(m1), jnp.isnan(m2)
+    same = (m1 == m2) | (nan1 & nan2)
+    take = (m2 > m1) | (nan2 & ~nan1) | (same & (i2 < i1))
+    return (
+        jnp.where(take, m2, m1),
+        jnp.where(take, i2, i1),
+        *(jnp.where(take, b, a) for a, b in zip(c1, c2, strict=True)),
+    )
+
+
+def window_argmax(values: Array, *carried: Array) -> tuple[Array, ...]:
+    """Max of each 2x2 window, which entry held it, and ``carried`` arrays at that entry.
+
+    Args:
+      values: ``[N, H, W, C]``.
+      carried: arrays of ``values``' shape (any dtypes) to read at each window's maximum.
+
+    Returns:
+      ``(max, sel, *picked)``, each ``[N, H // 2, W // 2, C]``: ``max`` in ``values``' dtype,
+      ``sel`` int8 in 0..3 (row-major position in the window, the first maximum on ties),
+      ``picked`` in each carried array's dtype. All come from one variadic reduction, so
+      whatever produced ``values`` and ``carried`` (an activation XLA fuses into the loop) is
+      evaluated once per element.
+    """
+    wins = [_windows(x) for x in (values, *carried)]
+    idx = jnp.broadcast_to(jnp.arange(4, dtype=jnp.int8), wins[0].shape)
+    init = (jnp.array(-jnp.inf, values.dtype), jnp.int8(4)) + tuple(
+        jnp.zeros((), x.dtype) for x in carried
+    )
+    operands = (wins[0], idx, *wins[1:])
+    return tuple(jax.lax.reduce(operands, init, first_max, (4,)))
+
+
+def scatter_to_windows(g: Array, sel: Array, shape: tuple[int, ...]) -> Array:
+    """The 2x2 max-pool's backward: each ``g`` to its window's selected entry, zeros elsewhere.
+
+    Args:
+      g: ``[N, H // 2, W // 2, C]``, the cotangent of the pooled output.
+      sel: int8, same shape, from ``window_argmax``.
+      shape: ``(N, H, W, C)`` of the pool's input (odd edges get zeros).
+
+    Returns:
+      ``[N, H, W, C]`` in ``g``'s dtype.
+    """
+    n, h, w, c = shape
+    h2, w2 = h // 2, w // 2
+    share = jnp.where(sel[..., None] == jnp.arange(4, dtype=sel.dtype), g[..., None], 0)
+    dx = share.reshape(n, h2, w2, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * h2, 2 * w2, c)
+    if (2 * h2, 2 * w2) != (h, w):
+        dx = jnp.pad(dx, ((0, 0), (0, h - 2 * h2), (0, w - 2 * w2), (0, 0)))
+    return dx.astype(g.dtype)
+
+
 @jax.custom_vjp
 def max_pool_2x2(x: Array) -> Array:
     """2x2 max-pooling with stride 2 and VALID padding (odd edges dropped), NHWC.
@@ -24,18 +86,16 @@ def max_pool_2x2(x: Array) -> Array:
     ``reduce_window`` (what ``flax.linen.max_pool`` uses) took 23 of a 30 ms training step of
     the Fashion-MNIST network, and the reshape form removes nearly all of it.
 
-    The backward pass needs only which entries of each window were the maximum, so that is
-    all the forward pass keeps: 4 bits per window, in a uint8 ``[N, H//2, W//2, C]``, instead
-    of the whole input, which otherwise stays alive until the backward pass. That took the
-    compiled Fashion-MNIST training step (batch 128, compiled with XLA's default options at
-    the time) from 23.7 to 18.2 MB with ReLU and from 30.7 to 25.6 MB with CPAF-sigmoid, and
-    the step was no slower (``python -m benchmarks``, sections 2-3). Ties share the gradient
-    equally, as ``jax.grad`` of ``jnp.max`` does.
+    The gradient goes to the first maximum of each window (row-major order) when several
+    entries tie, as with ``flax.linen.max_pool`` (``jax.grad`` of ``reduce_window``) and
+    PyTorch's ``max_pool2d``. The backward pass needs only which entry that was, so that is all
+    the forward pass keeps: an int8 ``[N, H//2, W//2, C]`` rather than the whole input.
 
-    The max and the bits come from one variadic reduction. Computed as a max followed by a
-    comparison with it, they made XLA evaluate the activation before the pool twice per
-    element: the Fashion-MNIST step with CPAF-ReLU took 15.9 ms that way against 13.2 ms this
-    way, with ReLU 10.9 against 9.9 ms (XLA:CPU, 2 cores, interleaved in one process).
+    Max and position come from one variadic reduction (``window_argmax``). Computed as a max
+    followed by a comparison with it, they made XLA evaluate the activation before the pool
+    twice per element: the Fashion-MNIST step with CPAF-ReLU took 15.9 ms that way against
+    13.2 ms this way, with ReLU 10.9 against 9.9 ms (XLA:CPU, 2 cores, interleaved in one
+    process).
 
     Args:
       x: ``[N, H, W, C]``.
@@ -43,38 +103,17 @@ def max_pool_2x2(x: Array) -> Array:
     Returns:
       ``[N, H // 2, W // 2, C]``, ``x``'s dtype.
     """
-    return jnp.max(_windows(x), axis=-1)
-
-
-def _max_and_ties(acc, new):
-    # Reducer over (value, bit set) pairs: the larger value keeps its bits, equal values pool
-    # theirs. Associative and commutative, so XLA may reduce the window in any order.
-    (m1, b1), (m2, b2) = acc, new
-    bits = jnp.where(m1 > m2, b1, jnp.where(m2 > m1, b2, b1 | b2))
-    return jnp.maximum(m1, m2), bits
+    return window_argmax(x)[0]
 
 
 def _max_pool_fwd(x: Array):
-    # One variadic reduction yields the max and the bits together, so whatever produced x
-    # (an activation XLA fuses into this loop) is evaluated once per element, not once for
-    # the max and again for the comparison with it.
-    win = _windows(x)
-    onehot = jnp.broadcast_to(jnp.uint8(1) << jnp.arange(4, dtype=jnp.uint8), win.shape)
-    init = (jnp.array(-jnp.inf, x.dtype), jnp.uint8(0))
-    out, bits = jax.lax.reduce((win, onehot), init, _max_and_ties, (4,))
-    return out, (bits, x.shape)
+    out, sel = window_argmax(x)
+    return out, (sel, x.shape)
 
 
 def _max_pool_bwd(res, g: Array):
-    bits, shape = res
-    n, h, w, c = shape
-    h2, w2 = h // 2, w // 2
-    hit = ((bits[..., None] >> jnp.arange(4, dtype=jnp.uint8)) & 1).astype(g.dtype)
-    share = hit * (g / jnp.sum(hit, axis=-1))[..., None]  # [N, H2, W2, C, 4]
-    dx = share.reshape(n, h2, w2, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * h2, 2 * w2, c)
-    if (2 * h2, 2 * w2) != (h, w):
-        dx = jnp.pad(dx, ((0, 0), (0, h - 2 * h2), (0, w - 2 * w2), (0, 0)))
-    return (dx,)
+    sel, shape = res
+    return (scatter_to_windows(g, sel, shape),)
 
 
 max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
