@@ -4,6 +4,10 @@ Pure functions::
 
     z = cpaf_jax.cpaf(y, a, b, base="sigmoid")   # a, b: [..., k]
 
+CPAF followed by 2x2 max-pooling as one custom VJP (how the paper's conv blocks end)::
+
+    p = cpaf_jax.cpaf_max_pool_2x2(y, a, b, base="relu", bias=conv_bias)
+
 NNX modules (the primary API) and the registry::
 
     act = cpaf_jax.activation("cpaf_relu", features_shape=(26, 26, 16))
@@ -26,6 +30,7 @@ from cpaf_jax.functional import (
 )
 from cpaf_jax.initializers import TABLE1, default_terms
 from cpaf_jax.nnx_modules import CPAF, ELU, ActivationParam, PReLU, ReLU, Sigmoid, Tanh, prelu
+from cpaf_jax.pooling import cpaf_max_pool_2x2
 from cpaf_jax.registry import (
     activation,
     count_activation_params,
@@ -47,6 +52,7 @@ __all__ = [
     "cpaf_terms",
     "paper_sigmoid_partials",
     "parametric",
+    "cpaf_max_pool_2x2",
     "TABLE1",
     "default_terms",
     "CPAF",

@@ -1,0 +1,276 @@
+"""Fused activation + 2x2 max-pool: the same values and gradients as the composition.
+
+The reference is ``flax.linen.max_pool`` (``reduce_window``, whose gradient goes to the first
+maximum of a window) applied to ``cpaf(y + bias, ..., implementation="unrolled")``, which
+JAX differentiates by itself: none of the custom VJPs under test takes part in it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+from flax import nnx
+
+import cpaf_jax
+from cpaf_jax import models
+from cpaf_jax.layers import max_pool_2x2
+from cpaf_jax.pooling import activation_max_pool_2x2, cpaf_max_pool_2x2
+
+N, H, W, C, K = 3, 7, 6, 4, 2  # odd H: the last row is dropped by the pool
+
+PARAM_SHAPES = {
+    "element": (H, W, C),
+    "channel": (C,),
+    "shared": (),
+    "rows": (H, 1, C),
+}
+
+
+def _reference(y, a, b, base, bias):
+    z = cpaf_jax.cpaf(y + bias, a, b, base, implementation="unrolled")
+    return nn.max_pool(z, (2, 2), strides=(2, 2), padding="VALID")
+
+
+def _inputs(p_shape, seed=0, ties=False, dtype=jnp.float32):
+    ks = jax.random.split(jax.random.key(seed), 5)
+    y = jax.random.normal(ks[0], (N, H, W, C), dtype)
+    if ties:
+        # Halves and one value per location: many windows hold their maximum more than once.
+        y = jnp.round(2 * y) / 2
+        a = jnp.broadcast_to(jnp.array([1.5, 0.7]), p_shape + (K,))
+        b = jnp.broadcast_to(jnp.array([0.4, -0.6]), p_shape + (K,))
+    else:
+        a = 1 + 0.5 * jax.random.normal(ks[1], p_shape + (K,))
+        b = jax.random.normal(ks[2], p_shape + (K,))
+    bias = 0.3 * jax.random.normal(ks[3], (C,))
+    g = jax.random.normal(ks[4], (N, H // 2, W // 2, C))
+    return y, a, b, bias, g
+
+
+def _value_and_grads(fn, y, a, b, bias, g):
+    def loss(y, a, b, bias):
+        return jnp.sum(fn(y, a, b, bias).astype(jnp.float32) * g)
+
+    return jax.value_and_grad(loss, argnums=(0, 1, 2, 3))(y, a, b, bias)
+
+
+@pytest.mark.parametrize("base", ["sigmoid", "relu", "tanh", jnp.sin])
+@pytest.mark.parametrize("sharing", list(PARAM_SHAPES))
+def test_matches_the_composition(base, sharing):
+    y, a, b, bias, g = _inputs(PARAM_SHAPES[sharing])
+    fused = jax.jit(lambda y, a, b, bias: cpaf_max_pool_2x2(y, a, b, base, bias=bias))
+    v, grads = _value_and_grads(fused, y, a, b, bias, g)
+    rv, rgrads = _value_and_grads(
+        lambda y, a, b, bias: _reference(y, a, b, base, bias), y, a, b, bias, g
+    )
+    np.testing.assert_allclose(v, rv, rtol=1e-5)
+    for name, got, want in zip(("y", "a", "b", "bias"), grads, rgrads, strict=True):
+        assert got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("base", ["sigmoid", "relu"])
+def test_ties_go_to_the_first_maximum(base):
+    y, a, b, bias, g = _inputs(PARAM_SHAPES["element"], seed=1, ties=True)
+    z = cpaf_jax.cpaf(y + bias, a, b, base)
+    win = np.asarray(z)[:, : 2 * (H // 2)].reshape(N, H // 2, 2, W // 2, 2, C)
+    top = win.max(axis=(2, 4), keepdims=True)
+    assert ((win == top).sum(axis=(2, 4)) > 1).any(), "the inputs must hold ties"
+    fused = lambda y, a, b, bias: cpaf_max_pool_2x2(y, a, b, base, bias=bias)
+    _, grads = _value_and_grads(fused, y, a, b, bias, g)
+    _, rgrads = _value_and_grads(
+        lambda y, a, b, bias: _reference(y, a, b, base, bias), y, a, b, bias, g
+    )
+    for got, want in zip(grads, rgrads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_without_bias_and_with_a_scalar_bias():
+    y, a, b, _, g = _inputs((C,))
+    out = cpaf_max_pool_2x2(y, a, b, "sigmoid")
+    np.testing.assert_allclose(out, _reference(y, a, b, "sigmoid", 0.0), rtol=1e-6)
+    fused = lambda y, a, b, s: cpaf_max_pool_2x2(y, a, b, "relu", bias=s)
+    s = jnp.float32(0.25)
+    _, grads = _value_and_grads(fused, y, a, b, s, g)
+    _, rgrads = _value_and_grads(lambda y, a, b, s: _reference(y, a, b, "relu", s), y, a, b, s, g)
+    assert grads[3].shape == ()
+    np.testing.assert_allclose(grads[3], rgrads[3], rtol=1e-5)
+
+
+@pytest.mark.parametrize("base", ["sigmoid", "relu"])
+def test_bfloat16_input_with_float32_bias(base):
+    y, a, b, bias, g = _inputs(PARAM_SHAPES["element"])
+    yb = y.astype(jnp.bfloat16)
+    out = cpaf_max_pool_2x2(yb, a, b, base, bias=bias)
+    assert out.dtype == jnp.float32  # the dtype of y + bias
+    _, grads = _value_and_grads(
+        lambda y, a, b, s: cpaf_max_pool_2x2(y, a, b, base, bias=s), yb, a, b, bias, g
+    )
+    _, rgrads = _value_and_grads(lambda y, a, b, s: _reference(y, a, b, base, s), yb, a, b, bias, g)
+    assert [x.dtype for x in grads] == [jnp.bfloat16, jnp.float32, jnp.float32, jnp.float32]
+    for got, want in zip(grads, rgrads, strict=True):
+        np.testing.assert_allclose(
+            np.asarray(got, np.float32), np.asarray(want, np.float32), rtol=2e-2, atol=2e-2
+        )
+
+
+def test_bfloat16_throughout_keeps_y_and_matches():
+    y, a, b, bias, g = _inputs(PARAM_SHAPES["channel"])
+    y, bias = y.astype(jnp.bfloat16), bias.astype(jnp.bfloat16)
+    out = cpaf_max_pool_2x2(y, a, b, "sigmoid", bias=bias)
+    assert out.dtype == jnp.bfloat16  # y's dtype, as in cpaf
+    ref = _reference(y, a, b, "sigmoid", bias)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=1e-2, atol=1e-2)
+
+
+def test_vmap_over_members_equals_a_loop():
+    ys, as_, bs, biases = [], [], [], []
+    for seed in range(3):
+        y, a, b, bias, _ = _inputs(PARAM_SHAPES["element"], seed=seed)
+        ys.append(y), as_.append(a), bs.append(b), biases.append(bias)
+    ys, as_, bs, biases = map(jnp.stack, (ys, as_, bs, biases))
+
+    def loss(y, a, b, bias):
+        return jnp.sum(cpaf_max_pool_2x2(y, a, b, "sigmoid", bias=bias) ** 2)
+
+    grad = jax.grad(loss, argnums=(0, 1, 2, 3))
+    batched = jax.jit(jax.vmap(grad))(ys, as_, bs, biases)
+    for m in range(3):
+        one = grad(ys[m], as_[m], bs[m], biases[m])
+        for got, want in zip(batched, one, strict=True):
+            np.testing.assert_allclose(got[m], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(y=jnp.zeros((2, 4, 4))), "must be \\[N, H, W, C\\]"),
+        (dict(y=jnp.zeros((2, 1, 4, 4))), "smaller than one 2x2 window"),
+        (dict(bias=jnp.zeros((3,))), "bias must have shape \\(4,\\)"),
+        (dict(a=jnp.zeros((5, 2))), "do not broadcast"),
+    ],
+)
+def test_bad_input_says_what_to_do(bad, match):
+    args = dict(y=jnp.zeros((2, 4, 4, 4)), a=jnp.ones((4, 2)), b=jnp.zeros((4, 2)), bias=None)
+    args.update(bad)
+    if "a" in bad:
+        args["b"] = jnp.zeros(bad["a"].shape)
+    with pytest.raises(ValueError, match=match):
+        cpaf_max_pool_2x2(args["y"], args["a"], args["b"], "sigmoid", bias=args["bias"])
+
+
+def test_integer_input_is_rejected():
+    with pytest.raises(TypeError, match="floating"):
+        cpaf_max_pool_2x2(jnp.zeros((1, 2, 2, 1), jnp.int32), jnp.ones((2,)), jnp.zeros((2,)))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("cpaf_sigmoid", {}),
+        ("cpaf_relu", {"sharing": "channel"}),
+        ("cpaf_sigmoid", {"implementation": "unrolled"}),
+        ("relu", {}),
+        ("sigmoid", {}),
+        ("tanh", {}),
+        ("elu", {}),
+        ("prelu", {}),
+        ("swish", {}),
+    ],
+)
+def test_activation_dispatch_matches_the_composition(name, kwargs):
+    y, _, _, bias, g = _inputs(PARAM_SHAPES["element"], seed=2)
+    act = cpaf_jax.activation(name, (H, W, C), rngs=nnx.Rngs(0), **kwargs)
+
+    def fused(y, bias):
+        return jnp.sum(activation_max_pool_2x2(act, y, bias) * g)
+
+    def composed(y, bias):
+        return jnp.sum(max_pool_2x2(act(y + bias)) * g)
+
+    v, grads = jax.value_and_grad(fused, argnums=(0, 1))(y, bias)
+    rv, rgrads = jax.value_and_grad(composed, argnums=(0, 1))(y, bias)
+    np.testing.assert_allclose(v, rv, rtol=1e-5)
+    for got, want in zip(grads, rgrads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_dispatch_checks_the_feature_shape():
+    act = cpaf_jax.activation("cpaf_relu", (H, W, C), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="CPAF"):
+        activation_max_pool_2x2(act, jnp.zeros((1, 8, 8, C)))
+
+
+def _plain_forward(model, x):
+    """The networks' forward pass written as conv -> activation -> pool, nothing fused."""
+    if isinstance(model, models.FashionNet):
+        x = max_pool_2x2(model.act1(model.conv1(x)))
+        x = max_pool_2x2(model.act2(model.conv2(x)))
+        x = model.act3(model.conv3(x)).reshape(x.shape[0], -1)
+        return model.out(model.act4(model.dense(x)))
+    if isinstance(model, models.MnistFeatureNet):
+        for conv, act, pool in zip(model.convs, model.acts, model.pools, strict=True):
+            x = act(conv(x))
+            x = max_pool_2x2(x) if pool else x
+        return model.head(x.reshape(x.shape[0], -1))
+    assert model.structure == 2  # no batch norm: every pool follows an activation
+    for i, (conv, act) in enumerate(zip(model.convs, model.acts, strict=True)):
+        x = act(conv(x))
+        x = max_pool_2x2(x) if i % 2 == 1 else x
+    x = x.reshape(x.shape[0], -1)
+    for fc, act in zip(model.fcs, model.fc_acts, strict=True):
+        x = act(fc(x))
+    return model.out(x)
+
+
+@pytest.mark.parametrize(
+    "kind, activation, kwargs, shape",
+    [
+        ("fashion_mnist", "cpaf_sigmoid", {}, (4, 28, 28, 1)),
+        ("fashion_mnist", "cpaf_relu", {}, (4, 28, 28, 1)),
+        ("fashion_mnist", "relu", {}, (4, 28, 28, 1)),
+        ("mnist_features", "cpaf_relu", {}, (4, 28, 28, 1)),
+        ("cifar", "cpaf_sigmoid", {"structure": 2}, (2, 32, 32, 3)),
+    ],
+)
+def test_networks_equal_their_unfused_forward(kind, activation, kwargs, shape):
+    model = models.build_model(kind, activation, seed=3, **kwargs)
+    x = jax.random.uniform(jax.random.key(4), shape)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def value_and_grad(forward):
+        def loss(params):
+            return jnp.sum(forward(nnx.merge(graphdef, params, rest), x) ** 2)
+
+        return jax.jit(jax.value_and_grad(loss))(params)
+
+    v, grads = value_and_grad(lambda m, x: m(x))
+    rv, rgrads = value_and_grad(_plain_forward)
+    np.testing.assert_allclose(v, rv, rtol=1e-5)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(rgrads), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    unfused = models.build_model(kind, activation, seed=3, fuse_pooling=False, **kwargs)
+    np.testing.assert_allclose(unfused(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["cpaf_sigmoid", "cpaf_relu"])
+def test_network_gradient_needs_less_memory_than_the_unfused_forward(activation):
+    # Compiled memory is deterministic. The unfused network keeps the first layer's whole
+    # [128, 26, 26, 16] pre-activation (or XLA's k tanh tensors) for the backward pass; the
+    # fused one keeps quarter-size arrays.
+    model = models.build_model("fashion_mnist", activation, seed=0)
+    x = jnp.zeros((128, 28, 28, 1))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def temp_bytes(forward):
+        def loss(params):
+            return jnp.sum(forward(nnx.merge(graphdef, params, rest), x))
+
+        compiled = jax.jit(jax.grad(loss)).lower(params).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    fused, plain = temp_bytes(lambda m, x: m(x)), temp_bytes(_plain_forward)
+    assert fused < 0.9 * plain, (fused, plain)
