@@ -134,6 +134,43 @@ def markdown(results: dict) -> str:
             ),
             "",
         ]
+    if s.get("train_step", {}).get("fusion"):
+        out += [
+            "### 3b. What the fused conv-bias + activation + pool blocks buy",
+            "",
+            "FashionNet built with `fuse_pooling=True` (the default, "
+            "`cpaf_jax.pooling.activation_max_pool_2x2`) and `False` (conv, activation and "
+            "pool composed), timed interleaved: unfused step time / fused (median [range] over "
+            "rounds) and compiled memory of each.",
+            "",
+        ]
+        rows = [
+            [
+                r["network"],
+                r["activation"],
+                _f(r["fused_ms"]),
+                _f(r["unfused_ms"]),
+                _spread(r, "speedup", "speedup_lo", "speedup_hi"),
+                f"{r['fused_memory'] / 2**20:.2f}",
+                f"{r['unfused_memory'] / 2**20:.2f}",
+            ]
+            for r in s["train_step"]["fusion"]
+        ]
+        out += [
+            _table(
+                [
+                    "network",
+                    "activation",
+                    "fused ms",
+                    "unfused ms",
+                    "unfused / fused",
+                    "fused MiB",
+                    "unfused MiB",
+                ],
+                rows,
+            ),
+            "",
+        ]
     if "epoch" in s:
         e = s["epoch"]
         out += [

@@ -138,8 +138,49 @@ def _batch(kind: str, mode: str) -> int:
     return {"smoke": 32, "quick": 128, "full": 128}[mode]
 
 
+def fusion_rows(mode: str) -> list[dict]:
+    """FashionNet with and without the fused conv-bias + activation + pool blocks.
+
+    Returns one row per activation: ``fused_ms``/``unfused_ms`` (minimum over rounds),
+    ``speedup`` = unfused / fused (median [lo, hi] over rounds, interleaved) and both compiled
+    memories.
+    """
+    kind, kw, shape, opt, _ = NETWORKS["FashionNet (4.2)"]
+    acts = ("relu",) if mode == "smoke" else ("relu", "cpaf_relu", "cpaf_sigmoid")
+    repeats, iters = {"smoke": (1, 2), "quick": (5, 5), "full": (15, 10)}[mode]
+    batch = _batch(kind, mode)
+    runners = {}
+    for a in acts:
+        for fused in (True, False):
+            runners[(a, fused)] = StepRunner(
+                kind, a, batch, shape, opt, model_kwargs={**kw, "fuse_pooling": fused}
+            )
+    samples = interleaved_samples(runners, repeats=repeats, iters=iters, warmup=2)
+    rows = []
+    for a in acts:
+        pair = {"fused": samples[(a, True)], "unfused": samples[(a, False)]}
+        spread = ratio_spread(pair, "fused")["unfused"]
+        mem = {f: runners[(a, f)].memory()["total"] for f in (True, False)}
+        rows.append(
+            {
+                "network": "FashionNet (4.2)",
+                "activation": a,
+                "batch": batch,
+                "fused_ms": min(pair["fused"]) * 1e3,
+                "unfused_ms": min(pair["unfused"]) * 1e3,
+                "speedup": spread["median"],
+                "speedup_lo": spread["lo"],
+                "speedup_hi": spread["hi"],
+                "fused_memory": mem[True],
+                "unfused_memory": mem[False],
+            }
+        )
+    return rows
+
+
 def run(mode: str) -> dict:
-    """Returns ``{"rows": [{network, activation, batch, step_ms, ratio, memory, mem_ratio}]}``.
+    """Returns ``{"rows": [{network, activation, batch, step_ms, ratio, memory, mem_ratio}],
+    "fusion": fusion_rows(mode)}``.
 
     ``step_ms`` is the minimum over rounds; ``ratio`` the median over rounds of the per-round
     ratio to ReLU, with ``ratio_lo``/``ratio_hi`` its range.
@@ -176,4 +217,4 @@ def run(mode: str) -> dict:
                 }
             )
         del runners
-    return {"rows": rows}
+    return {"rows": rows, "fusion": fusion_rows(mode)}

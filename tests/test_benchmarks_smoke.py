@@ -24,6 +24,7 @@ def test_benchmark_suite_smoke(tmp_path):
         "## 1. Activation alone",
         "## 2. Training step",
         "## 3. Compiled memory",
+        "### 3b. What the fused",
         "## 4. Epoch through",
         "## 5. PyTorch eager peer",
         "## 6. Loop strategy",
@@ -35,6 +36,8 @@ def test_benchmark_suite_smoke(tmp_path):
     sections = data["sections"]
     for name in ("activation", "train_step", "memory", "epoch", "torch_peer", "loop_strategy"):
         assert name in sections
+    fusion = sections["train_step"]["fusion"]
+    assert fusion and all(r["fused_memory"] > 0 and r["unfused_ms"] > 0 for r in fusion)
     names = {r["name"] for r in sections["activation"]["rows"]}
     assert {"relu", "prelu", "elu", "sigmoid", "tanh"} <= names
     assert any(n.startswith("cpaf_relu") for n in names)
