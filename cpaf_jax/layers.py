@@ -71,11 +71,15 @@ def scatter_to_windows(g: Array, sel: Array, shape: tuple[int, ...]) -> Array:
     """
     n, h, w, c = shape
     h2, w2 = h // 2, w // 2
-    share = jnp.where(sel[..., None] == jnp.arange(4, dtype=sel.dtype), g[..., None], 0)
-    dx = share.reshape(n, h2, w2, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * h2, 2 * w2, c)
+    # Built in the [N, H/2, 2, W/2, 2, C] view of the input, a reshape of [N, H, W, C] with no
+    # transpose, so C stays the minor axis of every operand.
+    entry = jnp.array([[0, 1], [2, 3]], sel.dtype).reshape(1, 1, 2, 1, 2, 1)
+    hit = sel[:, :, None, :, None, :] == entry
+    dx = jnp.where(hit, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
+    dx = dx.reshape(n, 2 * h2, 2 * w2, c)
     if (2 * h2, 2 * w2) != (h, w):
         dx = jnp.pad(dx, ((0, 0), (0, h - 2 * h2), (0, w - 2 * w2), (0, 0)))
-    return dx.astype(g.dtype)
+    return dx
 
 
 @jax.custom_vjp

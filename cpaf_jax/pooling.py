@@ -9,7 +9,8 @@ the bias gradient over the full-size cotangent. Fused:
 * ``cpaf_max_pool_2x2`` is one custom VJP. Its forward pass computes CPAF, pools, and keeps
   only what the backward pass needs at each window's selected entry: the k centred terms
   ``f(y - b_i) - offset`` for the sigmoid and tanh bases (whose derivative follows from the
-  value), otherwise ``y``; plus which entry it was (int8). Those are ``[N, H/2, W/2, C]``, a
+  value) when they are computed at ``y``'s precision, otherwise ``y``; plus which entry it
+  was (int8). Those are ``[N, H/2, W/2, C]``, a
   quarter of the input. The backward pass works at the pooled size: derivatives at the
   selected entries, the parameter gradients as sums over the batch per window position, and
   the bias gradient as the sum of the pooled cotangent.
@@ -17,10 +18,11 @@ the bias gradient over the full-size cotangent. Fused:
   ``cpaf_max_pool_2x2``; ReLU, sigmoid, tanh and ELU (nondecreasing, so ``max`` commutes with
   them) pool first and activate a quarter of the elements; anything else is composed.
 
-Measured on the Fashion-MNIST training step of 4.2 (batch 128, per-element parameters,
-XLA:CPU, 2 cores, interleaved in one process): CPAF-ReLU 13.8 -> 12.1 ms and CPAF-sigmoid
-17.0 -> 11.8 ms, compiled memory 14.2 -> 10.5 MB and 20.5 -> 11.8 MB; ReLU pooled first
-10.0 -> 9.7 ms, 13.0 -> 9.2 MB. ``python -m benchmarks`` gives the current ratios.
+Section 3b of ``BENCHMARKS.md`` (``python -m benchmarks``) builds the Fashion-MNIST network of
+4.2 both ways (``fuse_pooling=False`` composes; batch 128, per-element parameters, XLA:CPU,
+2 cores, interleaved): the composed step took 1.06x the fused one with ReLU, 1.13x with
+CPAF-ReLU and 1.30x with CPAF-sigmoid, and compiled memory went from 12.95 to 9.19 MB, 14.18
+to 10.48 MB and 20.83 to 11.78 MB.
 
 On ties the gradient goes to the first maximum of the window, as in ``max_pool_2x2``.
 """
@@ -135,20 +137,17 @@ def _spatial(p_shape: tuple[int, ...]) -> bool:
     return p3[0] != 1 or p3[1] != 1
 
 
-def _materialize(x: Array) -> Array:
-    # XLA fuses a transpose into every consumer, where each element then pays strided index
-    # arithmetic and the loop does not vectorise: the backward pass of the Fashion-MNIST
-    # layer ran 2x slower that way. A reduction is never fused into its consumers, so this
-    # (exact) sum makes XLA write the transposed copy once.
-    return jnp.sum(jnp.stack([x, jnp.zeros_like(x)]), axis=0)
-
-
 def _window_params(p: Array, shape) -> list[list[Array]]:
-    """``[*P, k]`` -> ``[j][i]``: term i's parameter at window entry j, each ``[H/2, W/2, C]``."""
+    """``[*P, k]`` -> ``[j][i]``: term i's parameter at window entry j, each ``[H/2, W/2, C]``.
+
+    The term axis goes first, in a copy XLA writes once (``materialize``): fused into each
+    consumer, the transpose made every element pay strided index arithmetic in a loop that did
+    not vectorise, and the backward pass of the Fashion-MNIST layer ran 2x slower.
+    """
     _, h, w, c = shape
     h2, w2 = h // 2, w // 2
     k = p.shape[-1]
-    t = _materialize(jnp.moveaxis(jnp.broadcast_to(p, (h, w, c, k)), -1, 0))
+    t = F.materialize(jnp.moveaxis(jnp.broadcast_to(p, (h, w, c, k)), -1, 0))
     return [
         [t[i, dj : 2 * h2 : 2, dw : 2 * w2 : 2] for i in range(k)] for dj in (0, 1) for dw in (0, 1)
     ]
