@@ -109,7 +109,7 @@ class FitConfig:
         divisible by the device count, else one device is used. Results equal the
         single-device run's up to the order of float sums. It is not the default on CPU: with
         ``cpaf_jax.compile_options`` one device already uses every core, and the Fashion-MNIST
-        step split over 2 CPU devices took 1.14x the one-device step (``BENCHMARKS.md``,
+        step split over 2 CPU devices took 1.09x the one-device step (``BENCHMARKS.md``,
         section 5); XLA:CPU's all-reduce between CPU devices also once stalled for good (its
         40 s rendezvous timeout aborted the process).
     """

@@ -20,8 +20,8 @@ the bias gradient over the full-size cotangent. Fused:
 
 Section 3b of ``BENCHMARKS.md`` (``python -m benchmarks``) builds the Fashion-MNIST network of
 4.2 both ways (``fuse_pooling=False`` composes; batch 128, per-element parameters, XLA:CPU,
-2 cores, interleaved): the composed step took 1.06x the fused one with ReLU, 1.13x with
-CPAF-ReLU and 1.30x with CPAF-sigmoid, and compiled memory went from 12.95 to 9.19 MB, 14.18
+2 cores, interleaved): the composed step took 1.05x the fused one with ReLU, 1.16x with
+CPAF-ReLU and 1.31x with CPAF-sigmoid, and compiled memory went from 12.95 to 9.19 MB, 14.18
 to 10.48 MB and 20.83 to 11.78 MB.
 
 On ties the gradient goes to the first maximum of the window, as in ``max_pool_2x2``.
