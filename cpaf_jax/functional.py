@@ -188,7 +188,8 @@ def _sum_many_jvp(axes, primals, tangents):
 
 _SPLIT = 8
 _MIN_ROWS_TO_SPLIT = 1024
-MATERIALIZE_COTANGENT = True
+# Kept switchable to measure what writing the cotangent once buys (see _cpaf_custom_bwd).
+_MATERIALIZE_COTANGENT = True
 
 
 def _sum_leading_rows(xs: tuple[Array, ...]) -> tuple[Array, ...]:
@@ -214,9 +215,9 @@ def _sum_leading_rows(xs: tuple[Array, ...]) -> tuple[Array, ...]:
 def materialize(x: Array) -> Array:
     """``x``, computed once into its own buffer instead of inside each loop that reads it.
 
-    XLA fuses cheap elementwise producers into every consumer, and a reduction is never fused
-    into its consumers, so this exact sum (``x + 0`` over a stacked axis) makes XLA write
-    ``x`` once. On XLA:CPU reduction loops are not vectorised: whatever is fused into them
+    XLA fuses cheap elementwise producers into every consumer but does not fuse a reduction
+    into the loops that read it, so this exact sum (``x + 0`` over a stacked axis) makes XLA
+    write ``x`` once. On XLA:CPU reduction loops are not vectorised: whatever is fused into them
     runs one element at a time, so a cotangent that a sum over the batch reads is cheaper
     computed beforehand, in a vectorised loop.
 
@@ -318,7 +319,7 @@ def _cpaf_custom_bwd(base, res, g):
     y, a, b = res
     dt = _compute_dtype(y, a)
     p_shape = a.shape[:-1]
-    if MATERIALIZE_COTANGENT and _stages_rows(tuple(y.shape), p_shape):
+    if _MATERIALIZE_COTANGENT and _stages_rows(tuple(y.shape), p_shape):
         # What produced g (a pool's backward, batch norm's, dropout's mask) would otherwise be
         # recomputed inside the staged sums, one element at a time: the CIFAR Structure 1
         # step with per-channel CPAF took 1.2x as long that way.

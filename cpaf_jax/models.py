@@ -52,7 +52,8 @@ def _conv_act_pool(conv: nnx.Conv, act, x: Array, fused: bool = True) -> Array:
     if not fused:
         return max_pool_2x2(act(conv(x)))
     kernel = conv.kernel[...]
-    dtype = jnp.result_type(x, kernel, conv.bias[...])  # what nnx.Conv promotes to
+    bias = conv.bias[...] if conv.bias is not None else None
+    dtype = jnp.result_type(x, kernel, *([] if bias is None else [bias]))  # as nnx.Conv does
     y = jax.lax.conv_general_dilated(
         x.astype(dtype),
         kernel.astype(dtype),
@@ -60,7 +61,7 @@ def _conv_act_pool(conv: nnx.Conv, act, x: Array, fused: bool = True) -> Array:
         padding=conv.padding,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
-    return activation_max_pool_2x2(act, y, conv.bias[...].astype(dtype))
+    return activation_max_pool_2x2(act, y, None if bias is None else bias.astype(dtype))
 
 
 class MnistFeatureNet(nnx.Module):
