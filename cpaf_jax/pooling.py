@@ -142,7 +142,8 @@ def _window_params(p: Array, shape) -> list[list[Array]]:
 
     The term axis goes first, in a copy XLA writes once (``materialize``): fused into each
     consumer, the transpose made every element pay strided index arithmetic in a loop that did
-    not vectorise, and the backward pass of the Fashion-MNIST layer ran 2x slower.
+    not vectorise; the loops reading the parameters ran about 2x slower in a profile, and the
+    Fashion-MNIST step with CPAF-sigmoid took 1.36x ReLU's against 1.24x.
     """
     _, h, w, c = shape
     h2, w2 = h // 2, w // 2
