@@ -244,12 +244,10 @@ def _unbroadcast_many(xs: list[Array], shape: tuple[int, ...]) -> list[Array]:
     axes = _reduced_axes(x_shape, shape)
     if not axes:
         return [x.reshape(shape) for x in xs]
-    r = len(axes)
-    n = math.prod(x_shape[:r])
     if _stages_rows(x_shape, shape):
         # The summed axes lead (batch; batch and space for per-channel or shared parameters):
         # view them as rows of an [N, K] matrix and fold the rows in stages.
-        rows = tuple(x.reshape(n, -1) for x in xs)
+        rows = tuple(x.reshape(math.prod(x_shape[: len(axes)]), -1) for x in xs)
         return [s.reshape(shape) for s in _sum_leading_rows(rows)]
     return [s.reshape(shape) for s in _sum_many(tuple(xs), axes)]
 
@@ -285,16 +283,23 @@ def parametric(y: Array, a, b, base: BaseLike = "sigmoid") -> Array:
 # The k-term sum, three ways.
 
 
-def _forward_unrolled(y: Array, a: Array, b: Array, base: Base) -> Array:
-    dt = _compute_dtype(y, a)
-    yc = y.astype(dt)
-    k = a.shape[-1]
-    z = None
-    for i in range(k):
-        ai = a[..., i].astype(dt)
-        bi = b[..., i].astype(dt)
-        term = ai * base.centered(yc - bi)
+def _centered_terms_and_sum(yc: Array, a: Array, b: Array, base: Base) -> tuple[list[Array], Array]:
+    """The k centred terms ``f(yc - b_i) - offset`` and ``z = sum_i a_i * term_i``, unrolled.
+
+    ``yc`` is already in the compute dtype; results are in that dtype.
+    """
+    dt = yc.dtype
+    hs, z = [], None
+    for i in range(a.shape[-1]):
+        h = base.centered(yc - b[..., i].astype(dt))
+        term = a[..., i].astype(dt) * h
+        hs.append(h)
         z = term if z is None else z + term
+    return hs, z
+
+
+def _forward_unrolled(y: Array, a: Array, b: Array, base: Base) -> Array:
+    _, z = _centered_terms_and_sum(y.astype(_compute_dtype(y, a)), a, b, base)
     return z.astype(y.dtype)
 
 

@@ -119,13 +119,8 @@ def _keeps_values(base: Base, dtype, compute_dtype) -> bool:
 
 def _fused_fwd(y, bias, a, b, base):
     yb = y + bias
-    k = a.shape[-1]
     dt = F._compute_dtype(yb, a)
-    yc = yb.astype(dt)
-    hs = [base.centered(yc - b[..., i].astype(dt)) for i in range(k)]
-    z = hs[0] * a[..., 0].astype(dt)
-    for i in range(1, k):
-        z = z + hs[i] * a[..., i].astype(dt)
+    hs, z = F._centered_terms_and_sum(yb.astype(dt), a, b, base)
     kept = hs if _keeps_values(base, yb.dtype, dt) else [yb]
     out, sel, *picked = window_argmax(z.astype(yb.dtype), *kept)
     return out, (tuple(picked), sel, bias, a, b, yb.shape)
