@@ -171,6 +171,34 @@ def markdown(results: dict) -> str:
             ),
             "",
         ]
+    if s.get("train_step", {}).get("terms"):
+        out += [
+            "### 3c. CPAF-sigmoid's terms: recomputed in the backward pass or kept",
+            "",
+            "FashionNet with CPAF-sigmoid, its fused blocks' k = 2 terms recomputed in the "
+            "backward pass from the kept pre-activation (the default) or kept from the forward "
+            "pass (`cpaf_jax.pooling._KEEP_TERMS`), timed interleaved with ReLU's step: step "
+            "time / ReLU's (median [range] over rounds) and compiled step memory.",
+            "",
+        ]
+        rows = [
+            [
+                r["network"],
+                r["variant"],
+                _f(r["step_ms"]),
+                _spread(r, "ratio", "ratio_lo", "ratio_hi"),
+                f"{r['memory'] / 2**20:.2f}",
+                f"{r['mem_ratio']:.2f}",
+            ]
+            for r in s["train_step"]["terms"]
+        ]
+        out += [
+            _table(
+                ["network", "variant", "step ms", "time / ReLU", "memory MiB", "memory / ReLU"],
+                rows,
+            ),
+            "",
+        ]
     if "epoch" in s:
         e = s["epoch"]
         out += [

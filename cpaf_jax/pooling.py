@@ -7,13 +7,11 @@ at all four entries of each window although only the selected one gets a gradien
 the bias gradient over the full-size cotangent. Fused:
 
 * ``cpaf_max_pool_2x2`` is one custom VJP. Its forward pass computes CPAF, pools, and keeps
-  only what the backward pass needs at each window's selected entry: the k centred terms
-  ``f(y - b_i) - offset`` for the sigmoid and tanh bases (whose derivative follows from the
-  value) when they are computed at ``y``'s precision, otherwise ``y``; plus which entry it
-  was (int8). Those are ``[N, H/2, W/2, C]``, a
-  quarter of the input. The backward pass works at the pooled size: derivatives at the
-  selected entries, the parameter gradients as sums over the batch per window position, and
-  the bias gradient as the sum of the pooled cotangent.
+  only ``y`` at each window's selected entry and which entry it was (int8), ``[N, H/2, W/2,
+  C]``, a quarter of the input. The backward pass works at the pooled size: it recomputes the
+  k terms ``f(y - b_i) - offset`` at the selected entries (a quarter of the forward pass's
+  evaluations), sums the parameter gradients over the batch per window position, and the bias
+  gradient over the pooled cotangent.
 * ``activation_max_pool_2x2`` dispatches on the activation module: CPAF goes through
   ``cpaf_max_pool_2x2``; ReLU, sigmoid, tanh and ELU (nondecreasing, so ``max`` commutes with
   them) pool first and activate a quarter of the elements; anything else is composed.
@@ -22,7 +20,8 @@ Section 3b of ``BENCHMARKS.md`` (``python -m benchmarks``) builds the Fashion-MN
 4.2 both ways (``fuse_pooling=False`` composes; batch 128, per-element parameters, XLA:CPU,
 2 cores, interleaved): the composed step took 1.05x the fused one with ReLU, 1.16x with
 CPAF-ReLU and 1.31x with CPAF-sigmoid, and compiled memory went from 12.95 to 9.19 MB, 14.18
-to 10.48 MB and 20.83 to 11.78 MB.
+to 10.48 MB and 20.83 to 11.78 MB. Section 3c measures recomputing the sigmoid terms in the
+backward pass against keeping them.
 
 On ties the gradient goes to the first maximum of the window, as in ``max_pool_2x2``.
 """
@@ -41,8 +40,8 @@ from cpaf_jax.nnx_modules import CPAF, Fixed, check_features
 
 Array = jax.Array
 
-# Bases whose derivative is a function of the centred value h = f(u) - offset, so the
-# backward pass needs no transcendental: it reads the h kept by the forward pass.
+# Bases whose derivative is a function of the centred value h = f(u) - offset: with the terms
+# kept (``_KEEP_TERMS``), the backward pass needs no transcendental.
 _DERIVATIVE_OF_CENTERED = {
     SIGMOID: lambda h: 0.25 - h * h,
     TANH: lambda h: 1 - h * h,
@@ -111,10 +110,21 @@ def _fused(y, bias, a, b, base):
     return _fused_fwd(y, bias, a, b, base)[0]
 
 
+#: Whether the forward pass keeps the k centred terms of the sigmoid and tanh bases, computed
+#: at full precision, for the backward pass (whose derivatives follow from them) instead of
+#: ``y``. A private switch, read when a function is traced, for the side-by-side measurement in
+#: section 3c of ``BENCHMARKS.md``: keeping them saves their recomputation, but the forward pass
+#: writes k pooled arrays instead of one while the convolution's full-size output is still
+#: alive, and that is the training step's peak (CPAF-sigmoid's step memory was 1.28x ReLU's).
+_KEEP_TERMS = False
+
+
 def _keeps_values(base: Base, dtype, compute_dtype) -> bool:
-    # Keeping k centred values instead of y saves recomputing f in the backward pass. Only
-    # when they are stored at full precision: a bfloat16 network keeps bfloat16 y instead.
-    return base in _DERIVATIVE_OF_CENTERED and jnp.dtype(dtype) == jnp.dtype(compute_dtype)
+    return (
+        _KEEP_TERMS
+        and base in _DERIVATIVE_OF_CENTERED
+        and jnp.dtype(dtype) == jnp.dtype(compute_dtype)
+    )
 
 
 def _fused_fwd(y, bias, a, b, base):
@@ -176,18 +186,32 @@ def _fused_bwd(base, res, g):
         wa, wb = ac, bc
     # g has the dtype of y + bias, so this repeats the forward pass's decision.
     keeps_values = _keeps_values(base, g.dtype, dt)
+    # A transcendental f(y - b_i) feeds both the parameter sums and gy, so XLA evaluates it
+    # once, into k pooled-size buffers. Computed from y alone, XLA's scheduler would evaluate
+    # them early, in the forward pass, and keep them alive to here: no better than keeping the
+    # terms. Adding 0 where g is not NaN ties them to g (a NaN in g makes its gradients NaN
+    # either way).
+    tie_to_g = not keeps_values and base in _DERIVATIVE_OF_CENTERED
+    if not keeps_values:
+        yk = picked[0].astype(dt)
+        if tie_to_g:
+            yk = yk + jnp.where(jnp.isnan(gc), gc, 0)
     gy, per_a, per_b = None, [], []
     for i in range(k):
         if keeps_values:
             fc = picked[i].astype(dt)
             df = _DERIVATIVE_OF_CENTERED[base](fc)
         else:
-            fc, df = base.centered_and_df(picked[0].astype(dt) - selected(wb, i))
+            fc, df = base.centered_and_df(yk - selected(wb, i))
         t = gc * df
         term = selected(wa, i) * t
         gy = term if gy is None else gy + term
         per_a.append(gc * fc)
         per_b.append(t)
+    if tie_to_g:
+        # Written once, so that the k buffers die before the full-size dy is allocated; read
+        # inside dy's loop, they would be alive beside it.
+        gy = F.materialize(gy)
     dy = scatter_to_windows(gy, sel, shape)
     if spatial:
         # One pass over the batch for every (window entry, gradient) pair and the bias.

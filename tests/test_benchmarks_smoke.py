@@ -25,6 +25,7 @@ def test_benchmark_suite_smoke(tmp_path):
         "## 2. Training step",
         "## 3. Compiled memory",
         "### 3b. What the fused",
+        "### 3c. CPAF-sigmoid's terms",
         "## 4. Epoch through",
         "## 5. PyTorch eager peer",
         "## 6. Loop strategy",
@@ -38,6 +39,11 @@ def test_benchmark_suite_smoke(tmp_path):
         assert name in sections
     fusion = sections["train_step"]["fusion"]
     assert fusion and all(r["fused_memory"] > 0 and r["unfused_ms"] > 0 for r in fusion)
+    terms = {r["variant"]: r for r in sections["train_step"]["terms"]}
+    assert set(terms) == {"relu", "recomputed", "kept"}
+    assert terms["relu"]["mem_ratio"] == 1.0 and terms["kept"]["step_ms"] > 0
+    # Compiled memory is deterministic: the switch reached the kept variant's trace.
+    assert terms["kept"]["memory"] > terms["recomputed"]["memory"]
     names = {r["name"] for r in sections["activation"]["rows"]}
     assert {"relu", "prelu", "elu", "sigmoid", "tanh"} <= names
     assert any(n.startswith("cpaf_relu") for n in names)

@@ -15,7 +15,7 @@ from flax import linen as nn
 from flax import nnx
 
 import cpaf_jax
-from cpaf_jax import models
+from cpaf_jax import models, pooling
 from cpaf_jax.layers import max_pool_2x2
 from cpaf_jax.pooling import activation_max_pool_2x2, cpaf_max_pool_2x2
 
@@ -70,6 +70,37 @@ def test_matches_the_composition(base, sharing):
     for name, got, want in zip(("y", "a", "b", "bias"), grads, rgrads, strict=True):
         assert got.shape == want.shape, name
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("base", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("sharing", ["element", "channel"])
+def test_keeping_the_terms_matches_the_composition(base, sharing, monkeypatch):
+    # The default recomputes the sigmoid and tanh terms in the backward pass; the private
+    # switch keeps them from the forward pass instead. Both must give the same gradients.
+    monkeypatch.setattr(pooling, "_KEEP_TERMS", True)
+    y, a, b, bias, g = _inputs(PARAM_SHAPES[sharing], seed=5)
+    fused = jax.jit(lambda y, a, b, bias: cpaf_max_pool_2x2(y, a, b, base, bias=bias))
+    _, grads = _value_and_grads(fused, y, a, b, bias, g)
+    _, rgrads = _value_and_grads(
+        lambda y, a, b, bias: _reference(y, a, b, base, bias), y, a, b, bias, g
+    )
+    for name, got, want in zip(("y", "a", "b", "bias"), grads, rgrads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
+
+
+def test_a_nan_cotangent_stays_where_it_is():
+    # The recomputed terms are tied to the cotangent by adding 0 where it is not NaN: a NaN
+    # at one pooled position makes that window's gradients NaN, as autodiff of the
+    # composition does, and leaves the other positions' input gradients finite.
+    y, a, b, bias, g = _inputs(PARAM_SHAPES["channel"], seed=6)
+    g = g.at[0, 1, 1, 2].set(jnp.nan)
+    fused = jax.jit(lambda y, a, b, bias: cpaf_max_pool_2x2(y, a, b, "sigmoid", bias=bias))
+    (gy, *_), (ry, *_) = (
+        _value_and_grads(f, y, a, b, bias, g)[1]
+        for f in (fused, lambda y, a, b, bias: _reference(y, a, b, "sigmoid", bias))
+    )
+    np.testing.assert_array_equal(np.isnan(gy), np.isnan(ry))
+    assert np.isnan(gy).sum() == 1
 
 
 @pytest.mark.parametrize("base", ["sigmoid", "relu"])
@@ -274,3 +305,24 @@ def test_network_gradient_needs_less_memory_than_the_unfused_forward(activation)
 
     fused, plain = temp_bytes(lambda m, x: m(x)), temp_bytes(_plain_forward)
     assert fused < 0.9 * plain, (fused, plain)
+
+
+def test_recomputing_the_sigmoid_terms_lowers_the_training_step_memory(monkeypatch):
+    # Compiled memory is deterministic. Keeping the first layer's k = 2 sigmoid terms adds two
+    # [128, 13, 13, 16] arrays to what is alive beside the convolution's [128, 26, 26, 16]
+    # output, the step's peak; recomputing them keeps one (y).
+    from cpaf_jax import train_state
+
+    def step_bytes():
+        model = models.build_model("fashion_mnist", "cpaf_sigmoid", seed=0)
+        tx = train_state.make_optimizer("adam", 1e-3)
+        graphdef, state = train_state.init_state(model, tx, 0)
+        step = jax.jit(train_state.make_train_step(graphdef, tx), donate_argnums=0)
+        images, labels = jnp.zeros((128, 28, 28, 1)), jnp.zeros((128,), jnp.int32)
+        m = step.lower(state, images, labels, jnp.arange(128)).compile().memory_analysis()
+        return m.temp_size_in_bytes
+
+    recomputed = step_bytes()
+    monkeypatch.setattr(pooling, "_KEEP_TERMS", True)
+    kept = step_bytes()
+    assert recomputed < kept - 2**20, (recomputed, kept)
