@@ -175,10 +175,13 @@ def markdown(results: dict) -> str:
         out += [
             "### 3c. CPAF-sigmoid's terms: recomputed in the backward pass or kept",
             "",
-            "FashionNet with CPAF-sigmoid, its fused blocks' k = 2 terms recomputed in the "
-            "backward pass from the kept pre-activation (the default) or kept from the forward "
-            "pass (`cpaf_jax.pooling._KEEP_TERMS`), timed interleaved with ReLU's step: step "
-            "time / ReLU's (median [range] over rounds) and compiled step memory.",
+            "FashionNet with CPAF-sigmoid. `recomputed` (the default): the fused blocks keep "
+            "the pre-activation and recompute the k = 2 terms in the backward pass, a loop over "
+            "two halves of the batch. `kept`: they keep the terms from the forward pass and "
+            "sum the parameter gradients in one pass over the batch "
+            "(`cpaf_jax.pooling._KEEP_TERMS`, the previous default). Timed interleaved with "
+            "ReLU's step: step time / ReLU's (median [range] over rounds) and compiled step "
+            "memory.",
             "",
         ]
         rows = [

@@ -192,7 +192,8 @@ def _terms_kept():
 
 def terms_rows(mode: str) -> list[dict]:
     """FashionNet with CPAF-sigmoid, its fused blocks' terms recomputed in the backward pass
-    (the default) or kept from the forward pass, with ReLU's step as the reference.
+    (the default) or kept from the forward pass (the previous default), with ReLU's step as
+    the reference.
 
     Returns one row per variant (``relu``, ``recomputed``, ``kept``): ``step_ms`` (minimum
     over rounds), ``ratio`` to ReLU (median [lo, hi] over interleaved rounds), ``memory`` and

@@ -11,7 +11,9 @@ the bias gradient over the full-size cotangent. Fused:
   C]``, a quarter of the input. The backward pass works at the pooled size: it recomputes the
   k terms ``f(y - b_i) - offset`` at the selected entries (a quarter of the forward pass's
   evaluations), sums the parameter gradients over the batch per window position, and the bias
-  gradient over the pooled cotangent.
+  gradient over the pooled cotangent. With per-element parameters it does so in a loop over
+  two halves of the batch, which keeps half the terms alive at a time and lets XLA:CPU
+  vectorise the sums (``_per_element_bwd``).
 * ``activation_max_pool_2x2`` dispatches on the activation module: CPAF goes through
   ``cpaf_max_pool_2x2``; ReLU, sigmoid, tanh and ELU (nondecreasing, so ``max`` commutes with
   them) pool first and activate a quarter of the elements; anything else is composed.
@@ -20,8 +22,8 @@ Section 3b of ``BENCHMARKS.md`` (``python -m benchmarks``) builds the Fashion-MN
 4.2 both ways (``fuse_pooling=False`` composes; batch 128, per-element parameters, XLA:CPU,
 2 cores, interleaved): the composed step took 1.05x the fused one with ReLU, 1.16x with
 CPAF-ReLU and 1.31x with CPAF-sigmoid, and compiled memory went from 12.95 to 9.19 MB, 14.18
-to 10.48 MB and 20.83 to 11.78 MB. Section 3c measures recomputing the sigmoid terms in the
-backward pass against keeping them.
+to 10.48 MB and 20.83 to 11.78 MB. Section 3c measures this backward pass against the one it
+replaced, which kept the sigmoid terms from the forward pass.
 
 On ties the gradient goes to the first maximum of the window, as in ``max_pool_2x2``.
 """
@@ -32,6 +34,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from cpaf_jax import functional as F
 from cpaf_jax.bases import SIGMOID, TANH, Base, resolve_base
@@ -159,33 +162,125 @@ def _window_params(p: Array, shape) -> list[list[Array]]:
     ]
 
 
-def _fused_bwd(base, res, g):
-    picked, sel, bias, a, b, shape = res
+def _at_selected(wp, i: int, sel: Array) -> Array:
+    """Term i's parameter at each window's selected entry: ``sel``'s shape.
+
+    ``wp`` is ``_window_params``'s ``[entry][term]`` list, or a ``[*P, k]`` array of
+    parameters that do not vary over H and W.
+    """
+    if not isinstance(wp, list):
+        return wp[..., i]
+    out = wp[3][i]
+    for j in (2, 1, 0):
+        out = jnp.where(sel == j, wp[j][i], out)
+    return out
+
+
+def _window_sums_to_params(sums, shape, p_shape, k: int) -> Array:
+    """``sums[j * 2k + q]``, ``[H/2, W/2, C]`` per window entry j and gradient q, ->
+    ``[*P, 2k]``: entry j of window (r, s) is element (2r + j // 2, 2s + j % 2)."""
     _, h, w, c = shape
     h2, w2 = h // 2, w // 2
+    s = jnp.stack([jnp.stack(sums[j * 2 * k : (j + 1) * 2 * k], -1) for j in range(4)], -2)
+    s = s.reshape(h2, w2, c, 2, 2, 2 * k).transpose(0, 3, 1, 4, 2, 5)
+    s = s.reshape(2 * h2, 2 * w2, c, 2 * k)
+    if (2 * h2, 2 * w2) != (h, w):
+        s = jnp.pad(s, ((0, h - 2 * h2), (0, w - 2 * w2), (0, 0), (0, 0)))
+    return F._unbroadcast(s, p_shape + (2 * k,))
+
+
+def _sum_rows(xs: list[Array]) -> list[Array]:
+    """Each ``[R, ...]`` array summed over its rows, in stages of 8 rows, 4 arrays at a time.
+
+    XLA:CPU emits a sum over many rows as a scalar loop per output element, but unrolls and
+    vectorises one over at most 8 rows when the reduction has few outputs: a sum of 17 arrays
+    over 128 rows ran in one scalar loop; in groups of 4 over 8 rows it ran in 8-wide vector
+    instructions (seen in the emitted LLVM IR).
+    """
+    out = []
+    for i in range(0, len(xs), 4):
+        group = tuple(xs[i : i + 4])
+        r = group[0].shape[0]
+        while r > 8 and r % 8 == 0:
+            group = F._sum_many(tuple(x.reshape((r // 8, 8) + x.shape[1:]) for x in group), (1,))
+            r //= 8
+        out += F._sum_many(group, (0,))
+    return out
+
+
+# How many pieces the batch is cut into by the backward pass for per-element parameters.
+# Fewer pieces cost less loop overhead, more pieces less memory. On the Fashion-MNIST network
+# (batch 128, XLA:CPU, 2 cores) CPAF-sigmoid's step took about 1.19x ReLU's with 2, 1.26x
+# with 4, and 1 (no loop) raised its compiled memory from 10.8 to 12.5 MiB.
+_BATCH_PIECES = 2
+
+
+def _per_element_bwd(base, y, sel, bias, a, b, shape, g):
+    """The backward pass for parameters that vary over H or W, one piece of the batch at a time.
+
+    A ``fori_loop`` over ``_BATCH_PIECES`` pieces of the batch: each step recomputes the k
+    terms at the piece's selected entries, writes the piece's input cotangent over the
+    piece's rows of the kept ``y`` (which nothing else reads, so no new buffer), and adds the
+    piece's 8k + 1 sums (per window entry and gradient, and the bias's) to the carry, summed
+    by ``_sum_rows``. The terms are evaluated once, after ``g`` exists, and only a piece's
+    worth of them is ever alive.
+    """
+    n, h, w, c = shape
     k = a.shape[-1]
     p_shape = a.shape[:-1]
     dt = F._compute_dtype(g, a)
-    gc = g.astype(dt)
-    spatial = _spatial(p_shape)
-    if spatial:
-        wa, wb = _window_params(a.astype(dt), shape), _window_params(b.astype(dt), shape)
+    wa, wb = _window_params(a.astype(dt), shape), _window_params(b.astype(dt), shape)
+    pieces = _BATCH_PIECES if n % _BATCH_PIECES == 0 else 1
+    rows = n // pieces
 
-        def selected(wp, i):
-            # term i's parameter at each window's selected entry, [N, H/2, W/2, C]
-            out = wp[3][i]
-            for j in (2, 1, 0):
-                out = jnp.where(sel == j, wp[j][i], out)
-            return out
-    else:
-        ac, bc = a.astype(dt), b.astype(dt)
+    def piece(i, carry):
+        buf, sums = carry
+        start = i * rows
+        gp = lax.dynamic_slice_in_dim(g, start, rows).astype(dt)
+        yp = lax.dynamic_slice_in_dim(buf, start, rows).astype(dt)
+        sp = lax.dynamic_slice_in_dim(sel, start, rows)
+        gy, per_a, per_b = None, [], []
+        for t in range(k):
+            fc, df = base.centered_and_df(yp - _at_selected(wb, t, sp))
+            gdf = gp * df
+            term = _at_selected(wa, t, sp) * gdf
+            gy = term if gy is None else gy + term
+            per_a.append(gp * fc)
+            per_b.append(gdf)
+        masked = [jnp.where(sp == j, q, 0) for j in range(4) for q in per_a + per_b]
+        part = _sum_rows(masked + [gy])
+        buf = lax.dynamic_update_slice_in_dim(buf, gy.astype(buf.dtype), start, 0)
+        return buf, tuple(x + p for x, p in zip(sums, part, strict=True))
 
-        def selected(p, i):
-            return p[..., i]
+    zeros = tuple(jnp.zeros((h // 2, w // 2, c), dt) for _ in range(8 * k + 1))
+    gy, sums = lax.fori_loop(0, pieces, piece, (y.astype(g.dtype), zeros))
+    s = _window_sums_to_params(sums[:-1], shape, p_shape, k)
+    ga, gb = s[..., :k], -a.astype(dt) * s[..., k:]
+    gbias = jnp.sum(sums[-1], axis=(0, 1))
+    gbias = jnp.sum(gbias) if bias.ndim == 0 else gbias
+    return (
+        scatter_to_windows(gy, sel, shape).astype(g.dtype),
+        gbias.astype(bias.dtype),
+        ga.astype(a.dtype),
+        gb.astype(b.dtype),
+    )
 
-        wa, wb = ac, bc
+
+def _fused_bwd(base, res, g):
+    picked, sel, bias, a, b, shape = res
+    k = a.shape[-1]
+    p_shape = a.shape[:-1]
+    dt = F._compute_dtype(g, a)
     # g has the dtype of y + bias, so this repeats the forward pass's decision.
     keeps_values = _keeps_values(base, g.dtype, dt)
+    spatial = _spatial(p_shape)
+    if spatial and not keeps_values:
+        return _per_element_bwd(base, picked[0], sel, bias, a, b, shape, g)
+    gc = g.astype(dt)
+    if spatial:
+        wa, wb = _window_params(a.astype(dt), shape), _window_params(b.astype(dt), shape)
+    else:
+        wa, wb = a.astype(dt), b.astype(dt)
     # A transcendental f(y - b_i) feeds both the parameter sums and gy, so XLA evaluates it
     # once, into k pooled-size buffers. Computed from y alone, XLA's scheduler would evaluate
     # them early, in the forward pass, and keep them alive to here: no better than keeping the
@@ -202,9 +297,9 @@ def _fused_bwd(base, res, g):
             fc = picked[i].astype(dt)
             df = _DERIVATIVE_OF_CENTERED[base](fc)
         else:
-            fc, df = base.centered_and_df(yk - selected(wb, i))
+            fc, df = base.centered_and_df(yk - _at_selected(wb, i, sel))
         t = gc * df
-        term = selected(wa, i) * t
+        term = _at_selected(wa, i, sel) * t
         gy = term if gy is None else gy + term
         per_a.append(gc * fc)
         per_b.append(t)
@@ -218,12 +313,7 @@ def _fused_bwd(base, res, g):
         masked = [jnp.where(sel == j, q, 0) for j in range(4) for q in per_a + per_b]
         sums = F._sum_many(tuple(masked) + (gy,), (0,))
         gbias = jnp.sum(sums[-1], axis=(0, 1))
-        s = jnp.stack([jnp.stack(sums[j * 2 * k : (j + 1) * 2 * k], -1) for j in range(4)], -2)
-        s = s.reshape(h2, w2, c, 2, 2, 2 * k).transpose(0, 3, 1, 4, 2, 5)
-        s = s.reshape(2 * h2, 2 * w2, c, 2 * k)
-        if (2 * h2, 2 * w2) != (h, w):
-            s = jnp.pad(s, ((0, h - 2 * h2), (0, w - 2 * w2), (0, 0), (0, 0)))
-        s = F._unbroadcast(s, p_shape + (2 * k,))
+        s = _window_sums_to_params(sums[:-1], shape, p_shape, k)
         ga, gb_sum = s[..., :k], s[..., k:]
     else:
         sums = F._unbroadcast_many(per_a + per_b, p_shape)
