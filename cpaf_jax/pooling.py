@@ -20,9 +20,9 @@ the bias gradient over the full-size cotangent. Fused:
 
 Section 3b of ``BENCHMARKS.md`` (``python -m benchmarks``) builds the Fashion-MNIST network of
 4.2 both ways (``fuse_pooling=False`` composes; batch 128, per-element parameters, XLA:CPU,
-2 cores, interleaved): the composed step took 1.05x the fused one with ReLU, 1.16x with
-CPAF-ReLU and 1.31x with CPAF-sigmoid, and compiled memory went from 12.95 to 9.19 MB, 14.18
-to 10.48 MB and 20.83 to 11.78 MB. Section 3c measures this backward pass against the one it
+2 cores, interleaved): the composed step took 1.03x the fused one with ReLU, 1.23x with
+CPAF-ReLU and 1.36x with CPAF-sigmoid, and compiled memory went from 12.95 to 9.19 MiB, 14.18
+to 10.83 MiB and 20.83 to 10.83 MiB. Section 3c measures this backward pass against the one it
 replaced, which kept the sigmoid terms from the forward pass.
 
 On ties the gradient goes to the first maximum of the window, as in ``max_pool_2x2``.
@@ -209,9 +209,10 @@ def _sum_rows(xs: list[Array]) -> list[Array]:
 
 
 # How many pieces the batch is cut into by the backward pass for per-element parameters.
-# Fewer pieces cost less loop overhead, more pieces less memory. On the Fashion-MNIST network
-# (batch 128, XLA:CPU, 2 cores) CPAF-sigmoid's step took about 1.19x ReLU's with 2, 1.26x
-# with 4, and 1 (no loop) raised its compiled memory from 10.8 to 12.5 MiB.
+# Fewer pieces cost less loop overhead, more pieces less memory. In interleaved runs of the
+# Fashion-MNIST step (batch 128, XLA:CPU, 2 cores) CPAF-sigmoid's step took about 1.19x
+# ReLU's with 2 pieces and 1.26x with 4, and 1 (no loop) raised its compiled memory from 10.8
+# to 12.5 MiB.
 _BATCH_PIECES = 2
 
 
@@ -252,8 +253,12 @@ def _per_element_bwd(base, y, sel, bias, a, b, shape, g):
         buf = lax.dynamic_update_slice_in_dim(buf, gy.astype(buf.dtype), start, 0)
         return buf, tuple(x + p for x, p in zip(sums, part, strict=True))
 
-    zeros = tuple(jnp.zeros((h // 2, w // 2, c), dt) for _ in range(8 * k + 1))
-    gy, sums = lax.fori_loop(0, pieces, piece, (y.astype(g.dtype), zeros))
+    # Inside shard_map (a sweep over devices) the carry must start as varying over every mesh
+    # axis the loop's results vary over, which is any axis an input varies over.
+    vary = sum(jnp.zeros_like(x, shape=(), dtype=dt) for x in (g, y, sel, a, b))
+    zeros = tuple(jnp.zeros((h // 2, w // 2, c), dt) + vary for _ in range(8 * k + 1))
+    buf = y.astype(g.dtype) + vary.astype(g.dtype)
+    gy, sums = lax.fori_loop(0, pieces, piece, (buf, zeros))
     s = _window_sums_to_params(sums[:-1], shape, p_shape, k)
     ga, gb = s[..., :k], -a.astype(dt) * s[..., k:]
     gbias = jnp.sum(sums[-1], axis=(0, 1))

@@ -30,7 +30,7 @@ members on single devices and therefore needs every mesh device to be addressabl
 
 **One CPU, several devices.** XLA:CPU runs one program on all cores through its intra-op thread
 pool. With ``cpaf_jax.compile_options`` one device keeps 2 cores busy, and Fashion-MNIST sweep
-members stepped side by side on two CPU devices ran at 0.97-1.16x the same members one
+members stepped side by side on two CPU devices ran at 0.96-1.24x the same members one
 after another on one device (under XLA's default options, which left a core idle, it was
 1.2-1.6x); ``python -m benchmarks.sweep_throughput`` measures it. ``split_cpu()`` exposes the
 cores as devices; call it right after ``import jax``, before any computation.

@@ -60,7 +60,10 @@ def test_sweep_throughput_smoke(tmp_path):
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    args = ["--members", "1", "2", "--activations", "relu", "--steps", "1", "--repeats", "1"]
+    # cpaf_relu: FashionNet's per-element CPAF, whose pooled backward pass loops over batch
+    # pieces, run inside shard_map by the loop strategy over the CPU devices.
+    args = ["--members", "1", "2", "--activations", "relu", "cpaf_relu"]
+    args += ["--steps", "1", "--repeats", "1"]
     cmd = [sys.executable, "-m", "benchmarks.sweep_throughput", *args]
     done = subprocess.run(
         [*cmd, "--min-member-steps", "1", "--out", str(tmp_path)],
@@ -71,7 +74,12 @@ def test_sweep_throughput_smoke(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads((tmp_path / "sweep_throughput.json").read_text())
-    assert [(r["activation"], r["members"]) for r in data["rows"]] == [("relu", 1), ("relu", 2)]
+    assert [(r["activation"], r["members"]) for r in data["rows"]] == [
+        ("relu", 1),
+        ("relu", 2),
+        ("cpaf_relu", 1),
+        ("cpaf_relu", 2),
+    ]
     for row in data["rows"]:
         ratios = row["ratio_to_sequential"]
         assert set(ratios) == {"sequential", "vmap", "chunked", "loop", "auto"}
