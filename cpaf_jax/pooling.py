@@ -176,6 +176,21 @@ def _at_selected(wp, i: int, sel: Array) -> Array:
     return out
 
 
+def _cotangents(g: Array, terms, a_at) -> tuple[Array, list[Array], list[Array]]:
+    """From the k pairs ``(f_i, f'_i)`` at the selected entries (each ``g``'s shape): the input
+    cotangent ``gy = sum_i a_i g f'_i`` and the summands of the parameter gradients, ``g f_i``
+    (for ``a_i``) and ``g f'_i`` (for ``b_i``, times ``-a_i`` after summing). ``a_at(i)`` is
+    ``a_i`` at the selected entries."""
+    gy, per_a, per_b = None, [], []
+    for i, (fc, df) in enumerate(terms):
+        gdf = g * df
+        term = a_at(i) * gdf
+        gy = term if gy is None else gy + term
+        per_a.append(g * fc)
+        per_b.append(gdf)
+    return gy, per_a, per_b
+
+
 def _window_sums_to_params(sums, shape, p_shape, k: int) -> Array:
     """``sums[j * 2k + q]``, ``[H/2, W/2, C]`` per window entry j and gradient q, ->
     ``[*P, 2k]``: entry j of window (r, s) is element (2r + j // 2, 2s + j % 2)."""
@@ -240,14 +255,8 @@ def _per_element_bwd(base, y, sel, bias, a, b, shape, g):
         gp = lax.dynamic_slice_in_dim(g, start, rows).astype(dt)
         yp = lax.dynamic_slice_in_dim(buf, start, rows).astype(dt)
         sp = lax.dynamic_slice_in_dim(sel, start, rows)
-        gy, per_a, per_b = None, [], []
-        for t in range(k):
-            fc, df = base.centered_and_df(yp - _at_selected(wb, t, sp))
-            gdf = gp * df
-            term = _at_selected(wa, t, sp) * gdf
-            gy = term if gy is None else gy + term
-            per_a.append(gp * fc)
-            per_b.append(gdf)
+        terms = [base.centered_and_df(yp - _at_selected(wb, t, sp)) for t in range(k)]
+        gy, per_a, per_b = _cotangents(gp, terms, lambda t: _at_selected(wa, t, sp))
         masked = [jnp.where(sp == j, q, 0) for j in range(4) for q in per_a + per_b]
         part = _sum_rows(masked + [gy])
         buf = lax.dynamic_update_slice_in_dim(buf, gy.astype(buf.dtype), start, 0)
@@ -286,28 +295,22 @@ def _fused_bwd(base, res, g):
         wa, wb = _window_params(a.astype(dt), shape), _window_params(b.astype(dt), shape)
     else:
         wa, wb = a.astype(dt), b.astype(dt)
-    # A transcendental f(y - b_i) feeds both the parameter sums and gy, so XLA evaluates it
-    # once, into k pooled-size buffers. Computed from y alone, XLA's scheduler would evaluate
-    # them early, in the forward pass, and keep them alive to here: no better than keeping the
-    # terms. Adding 0 where g is not NaN ties them to g (a NaN in g makes its gradients NaN
-    # either way).
+    # Here the parameters do not vary over H and W (or the terms were kept). A transcendental
+    # f(y - b_i) feeds both the parameter sums and gy, so XLA evaluates it once, into k
+    # pooled-size buffers. Computed from y alone, XLA's scheduler would evaluate them early, in
+    # the forward pass, and keep them alive to here: no better than keeping the terms. Adding
+    # 0 where g is not NaN ties them to g (a NaN in g makes its gradients NaN either way).
     tie_to_g = not keeps_values and base in _DERIVATIVE_OF_CENTERED
     if not keeps_values:
         yk = picked[0].astype(dt)
         if tie_to_g:
             yk = yk + jnp.where(jnp.isnan(gc), gc, 0)
-    gy, per_a, per_b = None, [], []
-    for i in range(k):
-        if keeps_values:
-            fc = picked[i].astype(dt)
-            df = _DERIVATIVE_OF_CENTERED[base](fc)
-        else:
-            fc, df = base.centered_and_df(yk - _at_selected(wb, i, sel))
-        t = gc * df
-        term = _at_selected(wa, i, sel) * t
-        gy = term if gy is None else gy + term
-        per_a.append(gc * fc)
-        per_b.append(t)
+    if keeps_values:
+        hs = [p.astype(dt) for p in picked]
+        terms = [(h, _DERIVATIVE_OF_CENTERED[base](h)) for h in hs]
+    else:
+        terms = [base.centered_and_df(yk - _at_selected(wb, i, sel)) for i in range(k)]
+    gy, per_a, per_b = _cotangents(gc, terms, lambda i: _at_selected(wa, i, sel))
     if tie_to_g:
         # Written once, so that the k buffers die before the full-size dy is allocated; read
         # inside dy's loop, they would be alive beside it.

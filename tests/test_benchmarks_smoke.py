@@ -42,8 +42,10 @@ def test_benchmark_suite_smoke(tmp_path):
     terms = {r["variant"]: r for r in sections["train_step"]["terms"]}
     assert set(terms) == {"relu", "recomputed", "kept"}
     assert terms["relu"]["mem_ratio"] == 1.0 and terms["kept"]["step_ms"] > 0
-    # Compiled memory is deterministic: the switch reached the kept variant's trace.
-    assert terms["kept"]["memory"] > terms["recomputed"]["memory"]
+    # Compiled memory is deterministic: the switch reached the kept variant's trace. (Which is
+    # larger depends on the batch: at this smoke size, 32, the two are within 1%; at 128
+    # tests/test_pooling.py checks that recomputing saves memory.)
+    assert terms["kept"]["memory"] != terms["recomputed"]["memory"]
     names = {r["name"] for r in sections["activation"]["rows"]}
     assert {"relu", "prelu", "elu", "sigmoid", "tanh"} <= names
     assert any(n.startswith("cpaf_relu") for n in names)
