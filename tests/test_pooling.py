@@ -57,19 +57,25 @@ def _value_and_grads(fn, y, a, b, bias, g):
     return jax.value_and_grad(loss, argnums=(0, 1, 2, 3))(y, a, b, bias)
 
 
-@pytest.mark.parametrize("base", ["sigmoid", "relu", "tanh", jnp.sin])
-@pytest.mark.parametrize("sharing", list(PARAM_SHAPES))
-def test_matches_the_composition(base, sharing):
-    y, a, b, bias, g = _inputs(PARAM_SHAPES[sharing])
+def _assert_grads_match_the_composition(base, y, a, b, bias, g, atol=2e-5):
+    """Gradients of the fused op and of ``_reference`` agree; returns both losses."""
     fused = jax.jit(lambda y, a, b, bias: cpaf_max_pool_2x2(y, a, b, base, bias=bias))
     v, grads = _value_and_grads(fused, y, a, b, bias, g)
     rv, rgrads = _value_and_grads(
         lambda y, a, b, bias: _reference(y, a, b, base, bias), y, a, b, bias, g
     )
-    np.testing.assert_allclose(v, rv, rtol=1e-5)
     for name, got, want in zip(("y", "a", "b", "bias"), grads, rgrads, strict=True):
         assert got.shape == want.shape, name
-        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=atol, err_msg=name)
+    return v, rv
+
+
+@pytest.mark.parametrize("base", ["sigmoid", "relu", "tanh", jnp.sin])
+@pytest.mark.parametrize("sharing", list(PARAM_SHAPES))
+def test_matches_the_composition(base, sharing):
+    y, a, b, bias, g = _inputs(PARAM_SHAPES[sharing])
+    v, rv = _assert_grads_match_the_composition(base, y, a, b, bias, g)
+    np.testing.assert_allclose(v, rv, rtol=1e-5)
 
 
 @pytest.mark.parametrize("base", ["sigmoid", "tanh"])
@@ -79,13 +85,7 @@ def test_keeping_the_terms_matches_the_composition(base, sharing, monkeypatch):
     # switch keeps them from the forward pass instead. Both must give the same gradients.
     monkeypatch.setattr(pooling, "_KEEP_TERMS", True)
     y, a, b, bias, g = _inputs(PARAM_SHAPES[sharing], seed=5)
-    fused = jax.jit(lambda y, a, b, bias: cpaf_max_pool_2x2(y, a, b, base, bias=bias))
-    _, grads = _value_and_grads(fused, y, a, b, bias, g)
-    _, rgrads = _value_and_grads(
-        lambda y, a, b, bias: _reference(y, a, b, base, bias), y, a, b, bias, g
-    )
-    for name, got, want in zip(("y", "a", "b", "bias"), grads, rgrads, strict=True):
-        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
+    _assert_grads_match_the_composition(base, y, a, b, bias, g)
 
 
 @pytest.mark.parametrize("n, pieces", [(4, 2), (6, 3), (32, 2), (5, 2)])
@@ -98,13 +98,7 @@ def test_per_element_backward_in_batch_pieces_matches_the_composition(n, pieces,
     y, a, b, bias, _ = _inputs(PARAM_SHAPES["element"], seed=7)
     y = jax.random.normal(jax.random.key(8), (n, H, W, C))
     g = jax.random.normal(jax.random.key(9), (n, H // 2, W // 2, C))
-    fused = jax.jit(lambda y, a, b, bias: cpaf_max_pool_2x2(y, a, b, base, bias=bias))
-    _, grads = _value_and_grads(fused, y, a, b, bias, g)
-    _, rgrads = _value_and_grads(
-        lambda y, a, b, bias: _reference(y, a, b, base, bias), y, a, b, bias, g
-    )
-    for name, got, want in zip(("y", "a", "b", "bias"), grads, rgrads, strict=True):
-        np.testing.assert_allclose(got, want, rtol=2e-5, atol=5e-5, err_msg=name)
+    _assert_grads_match_the_composition(base, y, a, b, bias, g, atol=5e-5)
 
 
 @pytest.mark.parametrize("sharing", ["element", "channel"])
@@ -131,13 +125,7 @@ def test_ties_go_to_the_first_maximum(base):
     win = np.asarray(z)[:, : 2 * (H // 2)].reshape(N, H // 2, 2, W // 2, 2, C)
     top = win.max(axis=(2, 4), keepdims=True)
     assert ((win == top).sum(axis=(2, 4)) > 1).any(), "the inputs must hold ties"
-    fused = lambda y, a, b, bias: cpaf_max_pool_2x2(y, a, b, base, bias=bias)
-    _, grads = _value_and_grads(fused, y, a, b, bias, g)
-    _, rgrads = _value_and_grads(
-        lambda y, a, b, bias: _reference(y, a, b, base, bias), y, a, b, bias, g
-    )
-    for got, want in zip(grads, rgrads, strict=True):
-        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+    _assert_grads_match_the_composition(base, y, a, b, bias, g)
 
 
 def test_without_bias_and_with_a_scalar_bias():
