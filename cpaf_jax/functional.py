@@ -188,8 +188,6 @@ def _sum_many_jvp(axes, primals, tangents):
 
 _SPLIT = 8
 _MIN_ROWS_TO_SPLIT = 1024
-# Kept switchable to measure what writing the cotangent once buys (see _cpaf_custom_bwd).
-_MATERIALIZE_COTANGENT = True
 
 
 def _sum_leading_rows(xs: tuple[Array, ...]) -> tuple[Array, ...]:
@@ -324,7 +322,7 @@ def _cpaf_custom_bwd(base, res, g):
     y, a, b = res
     dt = _compute_dtype(y, a)
     p_shape = a.shape[:-1]
-    if _MATERIALIZE_COTANGENT and _stages_rows(tuple(y.shape), p_shape):
+    if _stages_rows(tuple(y.shape), p_shape):
         # What produced g (a pool's backward, batch norm's, dropout's mask) would otherwise be
         # recomputed inside the staged sums, one element at a time: the CIFAR Structure 1
         # step with per-channel CPAF took 1.2x as long that way.
