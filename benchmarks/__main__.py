@@ -13,7 +13,7 @@ import time
 
 from benchmarks import activation, epoch, loop_strategy, machine, report, torch_peer, train_step
 from cpaf_jax import compile_options
-from cpaf_jax.sharding import split_cpu
+from cpaf_jax.training.meshes import split_cpu
 
 _RUNNERS = {
     "activation": activation.run,

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 
 from benchmarks.timing import interleaved
 from cpaf_jax import compile_options
-from cpaf_jax.functional import IMPLEMENTATIONS, cpaf
-from cpaf_jax.initializers import default_terms
-from cpaf_jax.nnx_modules import prelu
-from cpaf_jax.sharing import param_shape
+from cpaf_jax.activations.initializers import default_terms
+from cpaf_jax.activations.modules import prelu
+from cpaf_jax.ops.functional import IMPLEMENTATIONS, cpaf
+from cpaf_jax.ops.sharing import param_shape
 
 # FashionNet's activation inputs (batch 128): conv1, conv2, conv3, dense.
 FASHION_SHAPES = ((128, 26, 26, 16), (128, 11, 11, 32), (128, 3, 3, 4), (128, 30))
@@ -88,7 +88,7 @@ def _build(v: dict, shape: tuple[int, ...]):
 
         params = (alpha,)
     else:
-        from cpaf_jax.bases import resolve_base
+        from cpaf_jax.ops.bases import resolve_base
 
         base = resolve_base(v["base"])
         a0, b0 = default_terms(base, v["k"])

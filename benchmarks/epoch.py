@@ -1,4 +1,5 @@
-"""Section 4: a whole epoch of FashionNet through ``cpaf_jax.loop.fit`` against its steps alone.
+"""Section 4: a whole epoch of FashionNet through ``cpaf_jax.training.loop.fit`` against its
+steps alone.
 
 ``fit`` runs with ``progress=False, out_dir=None`` on the real Fashion-MNIST (a subset in the
 quick modes) for four epochs (evaluation excluded from their times). Right after each epoch,
@@ -19,9 +20,9 @@ import jax
 
 from benchmarks.train_step import StepRunner
 from cpaf_jax.data import load_dataset
-from cpaf_jax.loop import FitConfig, data_parallel_mesh, fit
 from cpaf_jax.models import build_model
-from cpaf_jax.train_state import make_optimizer
+from cpaf_jax.training.loop import FitConfig, data_parallel_mesh, fit
+from cpaf_jax.training.state import make_optimizer
 
 
 def run(mode: str) -> dict:

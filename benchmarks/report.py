@@ -139,7 +139,7 @@ def markdown(results: dict) -> str:
             "### 3b. What the fused conv-bias + activation + pool blocks buy",
             "",
             "FashionNet built with `fuse_pooling=True` (the default, "
-            "`cpaf_jax.pooling.activation_max_pool_2x2`) and `False` (conv, activation and "
+            "`cpaf_jax.ops.fused_pool.activation_max_pool_2x2`) and `False` (conv, activation and "
             "pool composed), timed interleaved: unfused step time / fused (median [range] over "
             "rounds) and compiled memory of each.",
             "",
@@ -179,7 +179,7 @@ def markdown(results: dict) -> str:
             "the pre-activation and recompute the k = 2 terms in the backward pass, a loop over "
             "two halves of the batch. `kept`: they keep the terms from the forward pass and "
             "sum the parameter gradients in one pass over the batch "
-            "(`cpaf_jax.pooling._KEEP_TERMS`, the previous default). Timed interleaved with "
+            "(`cpaf_jax.ops.fused_pool._KEEP_TERMS`, the previous default). Timed interleaved with "
             "ReLU's step: step time / ReLU's (median [range] over rounds) and compiled step "
             "memory.",
             "",

@@ -16,7 +16,7 @@ import jax
 from benchmarks.timing import interleaved_samples, ratio_spread
 from benchmarks.train_step import StepRunner
 from cpaf_jax import compile_options
-from cpaf_jax import sharding as shd
+from cpaf_jax.training import meshes as shd
 
 
 def _torch_net(torch, activation: str):

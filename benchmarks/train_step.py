@@ -1,7 +1,7 @@
 """Sections 2 and 3: a full training step of each paper network per activation, and its
 compiled memory, each as a ratio to ReLU's in the same run.
 
-Steps are ``cpaf_jax.train_state.make_train_step`` (the one ``loop.fit`` runs), jitted with
+Steps are ``cpaf_jax.training.state.make_train_step`` (the one ``loop.fit`` runs), jitted with
 the state donated, on random data of the network's input shape; FashionNet and the MNIST net
 use Adam (as in 4.1), the CIFAR nets RMSprop (4.3). Memory is
 ``jit(step).lower(...).compile().memory_analysis()`` with a dataset of one batch, so the
@@ -17,10 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.timing import interleaved_samples, ratio_spread
-from cpaf_jax import compile_options, pooling
-from cpaf_jax import sharding as shd
+from cpaf_jax import compile_options
 from cpaf_jax.models import build_model
-from cpaf_jax.train_state import init_state, make_optimizer, make_train_step
+from cpaf_jax.ops import fused_pool as pooling
+from cpaf_jax.training import meshes as shd
+from cpaf_jax.training.state import init_state, make_optimizer, make_train_step
 
 NETWORKS = {
     # name: (build_model kind, kwargs, input shape, optimizer, activations)

@@ -16,11 +16,30 @@ Linen modules live in ``cpaf_jax.linen``.
 """
 
 # Importing these registers "apl", "pau" and "swish" in the registry.
-from cpaf_jax import extra_activations, fit
-from cpaf_jax.bases import BASES, Base, resolve_base
-from cpaf_jax.extra_activations import APL, PAU, Swish, apl, pau, swish
-from cpaf_jax.fit import FitResult, fit_initializer
-from cpaf_jax.functional import (
+from cpaf_jax.activations import extra as extra_activations
+from cpaf_jax.activations.extra import APL, PAU, Swish, apl, pau, swish
+from cpaf_jax.activations.initializers import TABLE1, default_terms
+from cpaf_jax.activations.modules import (
+    CPAF,
+    ELU,
+    ActivationParam,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    Tanh,
+    prelu,
+)
+from cpaf_jax.activations.registry import (
+    activation,
+    count_activation_params,
+    is_parametric,
+    known_activations,
+    register_activation,
+)
+from cpaf_jax.fitting import curve_fit as fit
+from cpaf_jax.fitting.curve_fit import FitResult, fit_initializer
+from cpaf_jax.ops.bases import BASES, Base, resolve_base
+from cpaf_jax.ops.functional import (
     IMPLEMENTATIONS,
     cpaf,
     cpaf_partials,
@@ -28,17 +47,8 @@ from cpaf_jax.functional import (
     paper_sigmoid_partials,
     parametric,
 )
-from cpaf_jax.initializers import TABLE1, default_terms
-from cpaf_jax.nnx_modules import CPAF, ELU, ActivationParam, PReLU, ReLU, Sigmoid, Tanh, prelu
-from cpaf_jax.pooling import cpaf_max_pool_2x2
-from cpaf_jax.registry import (
-    activation,
-    count_activation_params,
-    is_parametric,
-    known_activations,
-    register_activation,
-)
-from cpaf_jax.sharing import SHARINGS, param_shape
+from cpaf_jax.ops.fused_pool import cpaf_max_pool_2x2
+from cpaf_jax.ops.sharing import SHARINGS, param_shape
 
 __version__ = "0.1.0"
 

@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cpaf_jax.layers import max_pool_2x2
-from cpaf_jax.pooling import activation_max_pool_2x2
-from cpaf_jax.registry import activation
+from cpaf_jax.activations.registry import activation
+from cpaf_jax.ops.fused_pool import activation_max_pool_2x2
+from cpaf_jax.ops.max_pool import max_pool_2x2
 
 Array = jax.Array
 
@@ -77,7 +77,7 @@ class MnistFeatureNet(nnx.Module):
       input_shape: per-example input shape.
       num_classes: output classes.
       fuse_pooling: compute each conv -> activation -> pool block with
-        ``cpaf_jax.pooling.activation_max_pool_2x2`` (the default; same values and gradients,
+        ``cpaf_jax.ops.fused_pool.activation_max_pool_2x2`` (the default; same values and gradients,
         faster and lighter); ``False`` composes the three.
     """
 

@@ -60,7 +60,12 @@ def _takes_arrays(fn) -> bool:
 
 
 def test_every_module_is_found():
-    for expected in ("cpaf_jax.functional", "cpaf_jax.sweep", "cpaf_jax.data.idx", "train.cli"):
+    for expected in (
+        "cpaf_jax.ops.functional",
+        "cpaf_jax.training.sweep",
+        "cpaf_jax.data.idx",
+        "cpaf_jax.experiments.cli",
+    ):
         assert expected in MODULES
 
 

@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 import cpaf_jax
-import cpaf_jax.extra_activations as ea
-from cpaf_jax.sharing import param_shape
+import cpaf_jax.activations.extra as ea
+from cpaf_jax.ops.sharing import param_shape
 
 FEATURES = (4, 5, 3)  # per-example (H, W, C)
 BATCH = 2
@@ -231,7 +231,7 @@ def test_modules_match_functions_and_describe(sharing, rng):
         d = mod.describe()
         assert d["family"] == mod.family
         assert d["features_shape"] == FEATURES
-        assert d["sharing"] == cpaf_jax.sharing.sharing_name(sharing)
+        assert d["sharing"] == cpaf_jax.ops.sharing.sharing_name(sharing)
     assert apl_m.describe()["hinges"] == 3
     assert apl_m.describe()["param_shape"] == ps + (3,)
     assert pau_m.describe()["degrees"] == (5, 4)
@@ -327,7 +327,7 @@ def test_bad_inputs_raise():
 
 
 def test_linen_modules_match(rng):
-    from cpaf_jax import extra_linen
+    from cpaf_jax.activations import extra_linen
 
     x = jnp.asarray(_x(rng, np.float32))
     for cls, kw, fn, names in [

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import cpaf_jax
-import cpaf_jax.extra_activations as ea
-from cpaf_jax.fit import FitResult, fit, fit_initializer
+import cpaf_jax.activations.extra as ea
+from cpaf_jax.fitting.curve_fit import FitResult, fit, fit_initializer
 
 GRID = np.linspace(-3.0, 3.0, 512, dtype=np.float32)  # fit's default grid
 

@@ -695,7 +695,7 @@ def test_param_shape(sharing, expected):
 @pytest.mark.parametrize("p_shape", [(4, 2), (2,), (1, 2)])
 def test_staged_parameter_sums_match_autodiff(p_shape):
     # 16 * 8 * 8 = 1024 summed rows: the default VJP folds them in stages of 8.
-    from cpaf_jax.functional import _MIN_ROWS_TO_SPLIT
+    from cpaf_jax.ops.functional import _MIN_ROWS_TO_SPLIT
 
     shape = (16, 8, 8, 4)
     assert np.prod(shape[:-1]) >= _MIN_ROWS_TO_SPLIT
@@ -718,7 +718,7 @@ def test_staged_parameter_sums_match_autodiff(p_shape):
 
 
 def test_materialize_returns_its_input_exactly():
-    from cpaf_jax.functional import materialize
+    from cpaf_jax.ops.functional import materialize
 
     for x in (jnp.arange(12.0).reshape(3, 4) - 5.5, jnp.array([1, -2, 3], jnp.int32)):
         out = jax.jit(materialize)(x)

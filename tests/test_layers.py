@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from cpaf_jax.layers import max_pool_2x2
+from cpaf_jax.ops.max_pool import max_pool_2x2
 
 
 def _reference(x):

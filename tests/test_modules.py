@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 import cpaf_jax
-import cpaf_jax.linen as cl
+import cpaf_jax.activations.linen as cl
 from cpaf_jax import CPAF, PReLU
 
 H, W, C = 3, 4, 5

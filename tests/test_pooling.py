@@ -15,9 +15,10 @@ from flax import linen as nn
 from flax import nnx
 
 import cpaf_jax
-from cpaf_jax import models, pooling
-from cpaf_jax.layers import max_pool_2x2
-from cpaf_jax.pooling import activation_max_pool_2x2, cpaf_max_pool_2x2
+from cpaf_jax import models
+from cpaf_jax.ops import fused_pool as pooling
+from cpaf_jax.ops.fused_pool import activation_max_pool_2x2, cpaf_max_pool_2x2
+from cpaf_jax.ops.max_pool import max_pool_2x2
 
 N, H, W, C, K = 3, 7, 6, 4, 2  # odd H: the last row is dropped by the pool
 
@@ -321,7 +322,8 @@ def test_recomputing_the_sigmoid_terms_lowers_the_training_step_memory(monkeypat
     # [128, 13, 13, 16] arrays to what is alive beside the convolution's [128, 26, 26, 16]
     # output, the step's peak; recomputing them keeps one (y), and the backward pass holds
     # the terms of half the batch at a time.
-    from cpaf_jax import train_state
+
+    from cpaf_jax.training import state as train_state
 
     def step_bytes():
         model = models.build_model("fashion_mnist", "cpaf_sigmoid", seed=0)

@@ -1,5 +1,5 @@
-"""Tests of cpaf_jax.sweep: members reproduce single runs, are isolated, and every strategy and
-the sharded sweep give the same results.
+"""Tests of cpaf_jax.training.sweep: members reproduce single runs, are isolated, and every
+strategy and the sharded sweep give the same results.
 
 Small and fast on 2 CPU cores: 512 real Fashion-MNIST training images (4 steps of 128 per
 epoch), 256 test images, 1 epoch; compiled sweeps are shared through module fixtures.
@@ -28,15 +28,15 @@ import pytest
 from cpaf_jax import compile_options
 from cpaf_jax.data import load_dataset
 from cpaf_jax.data.datasets import DataError
-from cpaf_jax.loop import FitConfig, fit
-from cpaf_jax.sweep import (
+from cpaf_jax.training.loop import FitConfig, fit
+from cpaf_jax.training.state import make_optimizer, make_train_step
+from cpaf_jax.training.sweep import (
     SweepMember,
     build_member_model,
     build_member_states,
     member_epoch_indices,
     run_sweep,
 )
-from cpaf_jax.train_state import make_optimizer, make_train_step
 
 # The paper's 4.1 network (conv 16-8-4-2) on Fashion-MNIST images: the same code paths as
 # FashionNet at a fraction of the compile time.
@@ -176,7 +176,7 @@ def test_strategies_agree(sweeps):
 
 
 def test_auto_is_loop_on_cpu_and_errors(small):
-    from cpaf_jax.sweep_strategy import rule_strategy
+    from cpaf_jax.training.executors import rule_strategy
 
     assert rule_strategy("cpu", 8, 1) == ("loop", 1)
     assert rule_strategy("gpu", 6, 4) == ("vmap", 8)
@@ -195,9 +195,14 @@ _SHARDED_SCRIPT = textwrap.dedent(
     jax.config.update("jax_num_cpu_devices", 8)
     import numpy as np
     from cpaf_jax.data import load_dataset
-    from cpaf_jax.sharding import data_mesh, data_parallel_train_step, member_mesh, replicate
-    from cpaf_jax.sharding import shard_batch
-    from cpaf_jax.sweep import SweepMember, build_member_states, member_epoch_indices, run_sweep
+    from cpaf_jax.training.meshes import data_mesh, data_parallel_train_step, member_mesh, replicate
+    from cpaf_jax.training.meshes import shard_batch
+    from cpaf_jax.training.sweep import (
+        SweepMember,
+        build_member_states,
+        member_epoch_indices,
+        run_sweep,
+    )
 
     assert jax.device_count() == 8, jax.devices()
     kind, act = "mnist_features", "cpaf_sigmoid"
@@ -228,9 +233,9 @@ _SHARDED_SCRIPT = textwrap.dedent(
         state = step(state, x, y, shard_batch(idx[i], mesh))
     out["dp"] = [np.asarray(v).tolist() for v in jax.tree.leaves(state.params)]
     # fit's own data parallelism: member 0 as a whole fit run, its batches split over 8.
-    from cpaf_jax.loop import FitConfig, fit
-    from cpaf_jax.sweep import build_member_model
-    from cpaf_jax.train_state import make_optimizer
+    from cpaf_jax.training.loop import FitConfig, fit
+    from cpaf_jax.training.sweep import build_member_model
+    from cpaf_jax.training.state import make_optimizer
     cfg = FitConfig(epochs=1, seed=0, eval_batch_size=128, progress=False, data_parallel=True)
     r = fit(build_member_model(kind, act, members[0]), ds, make_optimizer("sgd", 0.05), cfg)
     out["fit_dp"] = {"params": [np.asarray(v).tolist() for v in jax.tree.leaves(r.state.params)],

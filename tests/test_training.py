@@ -15,10 +15,10 @@ from test_data import cifar_batches, write_cifar_archive, write_idx_dataset
 
 from cpaf_jax import compile_options
 from cpaf_jax.data import Dataset, load_dataset
-from cpaf_jax.loop import FitConfig, TrainingDiverged, fit
+from cpaf_jax.experiments.cli import main
 from cpaf_jax.models import build_model
-from cpaf_jax.train_state import make_optimizer
-from train.cli import main
+from cpaf_jax.training.loop import FitConfig, TrainingDiverged, fit
+from cpaf_jax.training.state import make_optimizer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -304,7 +304,7 @@ def test_unknown_activation_is_rejected(capsys):
 
 
 def test_checkpoint_restores_an_identical_model_without_its_config(fashion, tmp_path):
-    from cpaf_jax.restore import restore_model
+    from cpaf_jax.training.restore import restore_model
 
     out = tmp_path / "out"
     rc = main(
@@ -336,8 +336,8 @@ def test_checkpoint_restores_an_identical_model_without_its_config(fashion, tmp_
     assert restored.act1.a.shape == (16, 3)
     res = json.loads((out / "results.json").read_text())
     # The restored model reproduces the run's test loss exactly.
-    from cpaf_jax.loop import Evaluator
-    from cpaf_jax.train_state import init_state
+    from cpaf_jax.training.loop import Evaluator
+    from cpaf_jax.training.state import init_state
 
     graphdef, state = init_state(restored, make_optimizer("adam", 1e-3), 0)
     loss, _ = Evaluator(graphdef, fashion.test_images, fashion.test_labels, 1000)(state)
@@ -347,7 +347,7 @@ def test_checkpoint_restores_an_identical_model_without_its_config(fashion, tmp_
     assert main(["inspect", str(out / "cpaf_relu" / "seed0")]) == 0
     assert (out / "cpaf_relu" / "seed0" / "inspect_shapes.png").stat().st_size > 1000
     # A learned layer exports to a NumPy function with the same values.
-    from cpaf_jax.export import to_numpy
+    from cpaf_jax.activations.export import to_numpy
 
     x = np.random.default_rng(0).normal(size=(4, 26, 26, 16)).astype(np.float32)
     np.testing.assert_allclose(
@@ -451,7 +451,7 @@ def test_command_killed_after_an_epoch_resumes_to_the_uninterrupted_result(tmp_p
 
 
 def test_cpu_devices_option_is_checked():
-    from train.cli import build_parser
+    from cpaf_jax.experiments.cli import build_parser
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["fashion_mnist", "--cpu-devices", "-1"])

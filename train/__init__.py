@@ -1,1 +1,1 @@
-"""Experiment configs and the ``python -m train`` command that runs the paper's experiments."""
+"""``python -m train``: the paper's experiments from a checkout (see ``cpaf_jax.experiments``)."""

@@ -1,8 +1,8 @@
-"""``python -m train``: see ``train.cli``."""
+"""``python -m train`` from a checkout: the same command as the ``cpaf-train`` console script."""
 
 import sys
 
-from train.cli import main
+from cpaf_jax.experiments.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,8 @@
 
 Two ways to use several devices:
 
-* **Member parallelism** (``cpaf_jax.sweep.run_sweep(..., mesh=member_mesh())``): the stacked
+* **Member parallelism** (``cpaf_jax.training.sweep.run_sweep(..., mesh=member_mesh())``): the
+  stacked
   ``TrainState`` has a leading member axis; it is split over a 1-D mesh axis ``"members"``
   with ``NamedSharding(mesh, P("members"))``. Inside ``jax.shard_map`` each device vmaps the
   ordinary train step over its own members, so no member ever talks to another (no
@@ -49,7 +50,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cpaf_jax import compile_options
-from cpaf_jax.train_state import make_train_step
+from cpaf_jax.training.state import make_train_step
 
 MEMBER_AXIS = "members"
 DATA_AXIS = "data"

@@ -28,11 +28,11 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from cpaf_jax import compile_options
-from cpaf_jax import sharding as shd
-from cpaf_jax.checkpointing import Checkpointer
+from cpaf_jax.activations.modules import ActivationParam
 from cpaf_jax.data.batching import epoch_permutation
-from cpaf_jax.nnx_modules import ActivationParam
-from cpaf_jax.train_state import (
+from cpaf_jax.training import meshes as shd
+from cpaf_jax.training.checkpoints import Checkpointer
+from cpaf_jax.training.state import (
     TrainState,
     init_state,
     make_eval_step,

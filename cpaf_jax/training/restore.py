@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from cpaf_jax.checkpointing import Checkpointer
-from cpaf_jax.initializers import default_terms
+from cpaf_jax.activations.initializers import default_terms
+from cpaf_jax.activations.modules import CPAF
 from cpaf_jax.models import build_model
-from cpaf_jax.nnx_modules import CPAF
+from cpaf_jax.training.checkpoints import Checkpointer
 
 
 def _jsonable(x: Any) -> Any:

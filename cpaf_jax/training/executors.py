@@ -35,8 +35,8 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from cpaf_jax import compile_options
-from cpaf_jax import sharding as shd
-from cpaf_jax.train_state import TrainState, make_eval_step, make_train_step, row_step
+from cpaf_jax.training import meshes as shd
+from cpaf_jax.training.state import TrainState, make_eval_step, make_train_step, row_step
 
 STRATEGIES = ("auto", "measure", "vmap", "chunked", "loop")
 _MEMORY_FRACTION = 0.9

@@ -21,8 +21,8 @@ import os
 import shutil
 import sys
 
-from train.configs import get_config
-from train.report import summary_by_activation
+from cpaf_jax.experiments.configs import get_config
+from cpaf_jax.experiments.report import summary_by_activation
 
 SEVEN = ("prelu", "elu", "cpaf_sigmoid", "cpaf_relu", "relu", "sigmoid", "tanh")
 FOUR_1 = ("sigmoid", "relu", "cpaf_sigmoid", "cpaf_relu")
@@ -152,7 +152,7 @@ def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
             "| comparison | mean | 95% CI | significant at 5% |",
             "|---|---|---|---|",
         ]
-        from train.stats import paired_difference
+        from cpaf_jax.experiments.stats import paired_difference
 
         for cp in ("cpaf_sigmoid", "cpaf_relu"):
             for base in ("prelu", "elu", "relu"):
@@ -295,7 +295,8 @@ def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
                 f"Experiment 4.2's network, {ep} epochs each; command for one cell: "
                 f"`{commands.get('ablation_k2_channel', '')}`.",
                 "",
-                "Initial values for k != 2 extend Table 1 (`cpaf_jax.initializers`): every "
+                "Initial values for k != 2 extend Table 1 "
+                "(`cpaf_jax.activations.initializers`): every "
                 "ReLU-base term starts with a_i = 1, so the initial slope above all b_i is k; "
                 "the spread over seeds in the rows below shows how stable each choice trained.",
                 "",
@@ -333,7 +334,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from cpaf_jax.data import find_dataset
-    from train.cli import main as train_main
+    from cpaf_jax.experiments.cli import main as train_main
 
     mnist = find_dataset("mnist") is not None
     steps = plan(

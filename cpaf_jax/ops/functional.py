@@ -34,7 +34,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from cpaf_jax.bases import Base, resolve_base
+from cpaf_jax.ops.bases import Base, resolve_base
 
 Array = jax.Array
 BaseLike = str | Base | Callable[[Array], Array]
@@ -262,7 +262,7 @@ def parametric(y: Array, a, b, base: BaseLike = "sigmoid") -> Array:
       a: scale; scalar or array broadcasting against ``y``.
       b: location; scalar or array broadcasting against ``y``.
       base: ``"sigmoid"`` (Eq. 2), ``"relu"`` (Eq. 3), ``"tanh"``, a ``Base`` or an
-        elementwise callable (offset 0). See ``cpaf_jax.bases``.
+        elementwise callable (offset 0). See ``cpaf_jax.ops.bases``.
 
     Returns:
       ``y``'s dtype, the broadcast shape of ``y``, ``a`` and ``b`` (``y``'s shape when the
@@ -395,7 +395,7 @@ def cpaf(
         ``(k,)`` shared, ``(C, k)`` per channel, ``(*F, k)`` per element.
       b: locations, same shape as ``a``.
       base: ``"sigmoid"`` (Eq. 2), ``"relu"`` (Eq. 3), ``"tanh"``, a ``cpaf_jax.Base`` or any
-        elementwise callable; see ``cpaf_jax.bases`` for the offset of each.
+        elementwise callable; see ``cpaf_jax.ops.bases`` for the offset of each.
       implementation: ``"custom_vjp"`` (default), ``"custom_vjp_per_term"``, ``"unrolled"`` or
         ``"naive"``; all give the same values and gradients, they differ in speed and memory.
 

@@ -12,8 +12,8 @@ import jax
 import optax
 from flax import nnx
 
-from cpaf_jax.nnx_modules import ActivationParam
-from cpaf_jax.train_state import make_optimizer
+from cpaf_jax.activations.modules import ActivationParam
+from cpaf_jax.training.state import make_optimizer
 
 ACTIVATION, WEIGHT = "activation", "weight"
 

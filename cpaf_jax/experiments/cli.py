@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from train.configs import EXPERIMENTS, get_config
+from cpaf_jax.experiments.configs import EXPERIMENTS, get_config
 
 _EPILOG = """experiments:
   mnist_features   4.1: conv 16-8-4-2 to a 2-D feature, MNIST (Fig. 9-11)
@@ -76,7 +76,7 @@ def floats(text: str) -> tuple[float, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m train EXPERIMENT [options]``."""
-    from cpaf_jax.registry import known_activations
+    from cpaf_jax.activations.registry import known_activations
 
     p = argparse.ArgumentParser(
         prog="python -m train",
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _split_cpu(n: int) -> None:
     import warnings
 
-    from cpaf_jax.sharding import split_cpu
+    from cpaf_jax.training.meshes import split_cpu
 
     with warnings.catch_warnings():
         # Only an in-process caller (tests, notebooks) can have started JAX already; it keeps
@@ -217,21 +217,21 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "reproduce":
-        from train.reproduce import main as reproduce_main
+        from cpaf_jax.experiments.reproduce import main as reproduce_main
 
         _split_cpu(0)
         return reproduce_main(argv[1:])
     if argv and argv[0] == "inspect":
-        from train.inspect_cmd import main as inspect_main
+        from cpaf_jax.experiments.inspect_cmd import main as inspect_main
 
         return inspect_main(argv[1:])
     args = build_parser().parse_args(argv)
     _split_cpu(args.cpu_devices)
+    from cpaf_jax.activations.registry import known_activations
     from cpaf_jax.data import DataError
-    from cpaf_jax.loop import TrainingDiverged
-    from cpaf_jax.registry import known_activations
-    from train.report import table
-    from train.runner import RunOptions, run_experiment
+    from cpaf_jax.experiments.report import table
+    from cpaf_jax.experiments.runner import RunOptions, run_experiment
+    from cpaf_jax.training.loop import TrainingDiverged
 
     cfg = get_config(args.experiment, args.structure)
     activations = args.activations or cfg.activations

@@ -36,10 +36,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cpaf_jax import functional as F
-from cpaf_jax.bases import SIGMOID, TANH, Base, resolve_base
-from cpaf_jax.layers import max_pool_2x2, scatter_to_windows, window_argmax
-from cpaf_jax.nnx_modules import CPAF, Fixed, check_features
+from cpaf_jax.activations.modules import CPAF, Fixed, check_features
+from cpaf_jax.ops import functional as F
+from cpaf_jax.ops.bases import SIGMOID, TANH, Base, resolve_base
+from cpaf_jax.ops.max_pool import max_pool_2x2, scatter_to_windows, window_argmax
 
 Array = jax.Array
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cpaf_jax.bases import Base
+from cpaf_jax.ops.bases import Base
 
 TABLE1 = {
     "sigmoid": ((4.0, 4.0), (2.0, -2.0)),

@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
-from train import plots
-from train.inspect_model import activation_layers, learned_curves
+from cpaf_jax.experiments import plots
+from cpaf_jax.experiments.inspect_model import activation_layers, learned_curves
 
 
 def layer_stats(model) -> dict[str, dict]:
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the last)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     args = p.parse_args(argv)
-    from cpaf_jax.restore import restore_model
+    from cpaf_jax.training.restore import restore_model
 
     try:
         model = restore_model(args.run_dir, args.epoch)

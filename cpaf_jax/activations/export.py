@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cpaf_jax.nnx_modules import CPAF, PReLU
+from cpaf_jax.activations.modules import CPAF, PReLU
 
 _NUMPY_BASES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float]] = {
     "sigmoid": (lambda u: 0.5 * np.tanh(0.5 * u) + 0.5, 0.5),

@@ -14,15 +14,15 @@ import jax
 import numpy as np
 
 from cpaf_jax import compile_options
-from cpaf_jax.loop import FitConfig, fit
+from cpaf_jax.activations.registry import count_activation_params
+from cpaf_jax.experiments import plots, report
+from cpaf_jax.experiments.inspect_model import ab_pairs, feature_points, learned_curves
 from cpaf_jax.models import build_model
-from cpaf_jax.param_groups import grouped_optimizer
-from cpaf_jax.registry import count_activation_params
-from cpaf_jax.restore import model_spec
-from cpaf_jax.sharding import sweep_mesh
-from cpaf_jax.train_state import make_optimizer
-from train import plots, report
-from train.inspect_model import ab_pairs, feature_points, learned_curves
+from cpaf_jax.training.loop import FitConfig, fit
+from cpaf_jax.training.meshes import sweep_mesh
+from cpaf_jax.training.optim import grouped_optimizer
+from cpaf_jax.training.restore import model_spec
+from cpaf_jax.training.state import make_optimizer
 
 
 @dataclasses.dataclass
@@ -97,7 +97,7 @@ def _write_json(path: str, obj) -> None:
 
 def load_data(cfg, opts: RunOptions):
     """The experiment's dataset (``--dataset`` may swap it), subset if asked."""
-    from train.fetch import ensure_dataset
+    from cpaf_jax.experiments.fetch import ensure_dataset
 
     data = ensure_dataset(opts.dataset or cfg.dataset, opts.data_dir)
     if opts.train_subset:
@@ -273,13 +273,13 @@ def sweep_members(opts: RunOptions, act: str, lr: float, k: int):
     The (a, b) grid follows Table 1's pattern for k terms: ``a_i = a`` and
     ``b_i = linspace(b, -b, k)``; it applies to CPAF activations only.
     """
-    from cpaf_jax.sweep import SweepMember
+    from cpaf_jax.training.sweep import SweepMember
 
     lrs = opts.learning_rates or (lr,)
     grid = [(None, None)]
     if act.startswith("cpaf") and (opts.init_a or opts.init_b):
-        from cpaf_jax.bases import resolve_base
-        from cpaf_jax.initializers import default_terms
+        from cpaf_jax.activations.initializers import default_terms
+        from cpaf_jax.ops.bases import resolve_base
 
         a0, b0 = default_terms(resolve_base(act.split("_", 1)[1]), k)
         a_vals = opts.init_a or (float(a0[0]),)
@@ -299,7 +299,7 @@ def sweep_members(opts: RunOptions, act: str, lr: float, k: int):
 
 def _sweep_activation(cfg, opts, act, data, model_kwargs, sharing, epochs, batch, lr, eval_every):
     """Trains all members of one activation as a sweep; returns run entries and models."""
-    from cpaf_jax.sweep import run_sweep
+    from cpaf_jax.training.sweep import run_sweep
 
     act_kwargs = dict(opts.activation_kwargs or {}) if act.startswith("cpaf") else {}
     k = int(act_kwargs.get("k", 2))

@@ -1,8 +1,8 @@
 """Fit-to-target initialisation: the parameters of a trainable activation that best match a
 given function on an interval.
 
-    res = cpaf_jax.fit.fit("tanh", k=4, base="sigmoid")          # CPAF-sigmoid ~ tanh
-    a, b = cpaf_jax.fit.fit_initializer("tanh", k=4, base="sigmoid")
+    res = cpaf_jax.fitting.curve_fit.fit("tanh", k=4, base="sigmoid")          # CPAF-sigmoid ~ tanh
+    a, b = cpaf_jax.fitting.curve_fit.fit_initializer("tanh", k=4, base="sigmoid")
     act = cpaf_jax.CPAF((30,), k=4, base="sigmoid", a_init=a, b_init=b)
 
 How: least squares on ``num_points`` evenly spaced points of ``interval``, solved by
@@ -29,11 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cpaf_jax import extra_activations as ea
-from cpaf_jax.bases import Base, resolve_base
-from cpaf_jax.functional import cpaf
-from cpaf_jax.initializers import default_terms
-from cpaf_jax.nnx_modules import prelu
+from cpaf_jax.activations import extra as ea
+from cpaf_jax.activations.initializers import default_terms
+from cpaf_jax.activations.modules import prelu
+from cpaf_jax.ops.bases import Base, resolve_base
+from cpaf_jax.ops.functional import cpaf
 
 Array = jax.Array
 

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cpaf_jax.functional import cpaf
-from cpaf_jax.initializers import default_terms
-from cpaf_jax.nnx_modules import CPAF, PReLU, prelu
+from cpaf_jax.activations.initializers import default_terms
+from cpaf_jax.activations.modules import CPAF, PReLU, prelu
+from cpaf_jax.ops.functional import cpaf
 
 
 def activation_layers(model: nnx.Module) -> dict[str, nnx.Module]:

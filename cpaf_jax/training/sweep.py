@@ -6,7 +6,7 @@ member is built exactly as a single run would be (``build_model(kind, activation
 seed=member.seed, activation_kwargs={"a_init": ..., "b_init": ...})`` then
 ``init_state(model, tx, member.seed)``), the states are stacked on a leading member axis
 ``[M, ...]`` and trained with the pure step of ``train_state.make_train_step``, vmapped over
-members (or looped, see ``cpaf_jax.sweep_strategy``). Member ``m`` sees the batches
+members (or looped, see ``cpaf_jax.training.executors``). Member ``m`` sees the batches
 ``epoch_permutation(member.seed, epoch, N)``, exactly as ``loop.fit`` with
 ``FitConfig(seed=member.seed)`` would, so member ``m`` of a sweep reproduces that single run.
 
@@ -14,13 +14,13 @@ Isolation: a member whose loss or gradient turns NaN/Inf is frozen by the step's
 last finite state; the sweep records ``failed_step`` and lets the others go on. Nothing is
 shared between members (no cross-member reductions), so the others are unaffected.
 
-Several devices: pass ``mesh=cpaf_jax.sharding.member_mesh()``; members are split over the
-devices (see ``cpaf_jax.sharding`` for multi-host use with ``jax.distributed.initialize``).
+Several devices: pass ``mesh=cpaf_jax.training.meshes.member_mesh()``; members are split over the
+devices (see ``cpaf_jax.training.meshes`` for multi-host use with ``jax.distributed.initialize``).
 
 Example::
 
     from cpaf_jax.data import load_dataset
-    from cpaf_jax.sweep import SweepMember, run_sweep
+    from cpaf_jax.training.sweep import SweepMember, run_sweep
 
     ds = load_dataset("fashion_mnist")
     members = [SweepMember(seed=s, lr=lr, a_init=(a, a)) for s in range(2)
@@ -44,13 +44,13 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from cpaf_jax import sweep_strategy as strat
+from cpaf_jax.activations.registry import is_parametric
 from cpaf_jax.data.batching import epoch_permutation
-from cpaf_jax.loop import pad_eval
 from cpaf_jax.models import build_model
-from cpaf_jax.registry import is_parametric
-from cpaf_jax.sweep_strategy import stack_states, unstack_state
-from cpaf_jax.train_state import TrainState, init_state, make_optimizer
+from cpaf_jax.training import executors as strat
+from cpaf_jax.training.executors import stack_states, unstack_state
+from cpaf_jax.training.loop import pad_eval
+from cpaf_jax.training.state import TrainState, init_state, make_optimizer
 
 Array = jax.Array
 
@@ -336,7 +336,7 @@ def run_sweep(
         ``{"k": 3}``, ``structure``...).
       strategy: ``"auto"`` (rule: loop on CPU, vmap/chunked on accelerators within memory),
         ``"measure"`` (time candidates, cached), ``"vmap"``, ``"chunked"`` or ``"loop"``; see
-        ``cpaf_jax.sweep_strategy``. All give the same results to float tolerance.
+        ``cpaf_jax.training.executors``. All give the same results to float tolerance.
       chunk_size: members per vmapped call for ``"chunked"`` (default 4).
       mesh: 1-D ``jax.sharding.Mesh`` (``sharding.member_mesh()``) to split members over
         devices; M is padded to a multiple of the device count with dummies.

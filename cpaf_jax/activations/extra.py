@@ -1,6 +1,6 @@
 """More trainable activations next to CPAF: APL, PAU and Swish, as pure functions and NNX modules.
 
-All three follow CPAF's shape conventions (see ``cpaf_jax.functional``):
+All three follow CPAF's shape conventions (see ``cpaf_jax.ops.functional``):
 
 * ``x``: any shape ``[..., *F]`` (channels last), any float dtype; the output has ``x``'s shape
   and dtype. Inputs below 32 bits are computed in float32, as CPAF does.
@@ -32,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cpaf_jax.functional import check_param_suffix
-from cpaf_jax.initializers import InitLike, make_param
-from cpaf_jax.nnx_modules import ActivationParam, check_features
-from cpaf_jax.registry import register_activation
-from cpaf_jax.sharing import Sharing, normalize_features_shape, param_shape, sharing_name
+from cpaf_jax.activations.initializers import InitLike, make_param
+from cpaf_jax.activations.modules import ActivationParam, check_features
+from cpaf_jax.activations.registry import register_activation
+from cpaf_jax.ops.functional import check_param_suffix
+from cpaf_jax.ops.sharing import Sharing, normalize_features_shape, param_shape, sharing_name
 
 Array = jax.Array
 
@@ -108,8 +108,8 @@ def pau_default_init(degrees: tuple[int, int] = PAU_DEFAULT_DEGREES):
 
     For (5, 4) these are the PAU authors' published coefficients (``PAU_LEAKY_RELU_P``,
     ``PAU_LEAKY_RELU_Q``). For other degrees there is no published fit, so the first call
-    computes one with ``cpaf_jax.fit.fit`` on [-3, 3] (about a second, compile included) and
-    caches it for the process.
+    computes one with ``cpaf_jax.fitting.curve_fit.fit`` on [-3, 3] (about a second,
+    compile included) and caches it for the process.
 
     Returns:
       float64 NumPy arrays of shapes ``(m + 1,)`` and ``(n,)``.
@@ -117,7 +117,7 @@ def pau_default_init(degrees: tuple[int, int] = PAU_DEFAULT_DEGREES):
     m, n = _check_degrees(degrees)
     if (m, n) == PAU_DEFAULT_DEGREES:
         return np.asarray(PAU_LEAKY_RELU_P), np.asarray(PAU_LEAKY_RELU_Q)
-    from cpaf_jax.fit import fit  # fit imports this module; import at call time.
+    from cpaf_jax.fitting.curve_fit import fit  # fit imports this module; import at call time.
 
     res = fit("leaky_relu", family="pau", degrees=(m, n), interval=(-3.0, 3.0))
     return np.asarray(res.params["p"], np.float64), np.asarray(res.params["q"], np.float64)
@@ -403,9 +403,9 @@ class PAU(nnx.Module):
       sharing: ``"shared"`` (default: one PAU per layer, as in Molina et al.), ``"channel"``,
         ``"element"`` or a tuple of feature axes.
       p_init, q_init: ``None`` for ``pau_default_init(degrees)`` (a leaky-ReLU fit: the
-        published coefficients for (5, 4), computed with ``cpaf_jax.fit`` otherwise), a
-        scalar, a sequence of length ``m + 1`` / ``n``, an array of the full parameter shape, or
-        an initializer ``init(key, shape, dtype)``.
+        published coefficients for (5, 4), computed with ``cpaf_jax.fitting.curve_fit``
+        otherwise), a scalar, a sequence of length ``m + 1`` / ``n``, an array of the full
+        parameter shape, or an initializer ``init(key, shape, dtype)``.
       param_dtype: dtype of p and q.
       rngs: needed only for callable initializers.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from train.stats import paired_difference, summarize
+from cpaf_jax.experiments.stats import paired_difference, summarize
 
 
 def _fmt(x: float, scale: float = 1.0, digits: int = 2) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import jax
 from flax import nnx
 
-from cpaf_jax import nnx_modules as m
+from cpaf_jax.activations import modules as m
 
 Factory = Callable[..., nnx.Module]
 

@@ -4,7 +4,7 @@ The state is saved as its flat list of leaves (keyed ``"000000"``, ``"000001"``,
 restored into the tree structure of a freshly initialised state. That keeps checkpoints
 independent of how NNX or optax name their internals between versions; ``meta`` (JSON) holds
 the epoch, the history so far, and the model's spec (kind, activation, sharing, the family, k
-and initial values of each activation), so ``cpaf_jax.restore.restore_model`` rebuilds the
+and initial values of each activation), so ``cpaf_jax.training.restore.restore_model`` rebuilds the
 model from a checkpoint alone.
 """
 

@@ -1,4 +1,4 @@
-"""Flax Linen versions of APL, PAU and Swish (see ``cpaf_jax.extra_activations``).
+"""Flax Linen versions of APL, PAU and Swish (see ``cpaf_jax.activations.extra``).
 
 Linen infers the feature shape from the first input (``x.shape[1:]``), so no
 ``features_shape`` is needed. Parameters live in ``"params"`` under the same names as the NNX
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from cpaf_jax.extra_activations import (
+from cpaf_jax.activations.extra import (
     APL_DEFAULT_HINGES,
     PAU_DEFAULT_DEGREES,
     SWISH_BETA_INIT,
@@ -24,12 +24,12 @@ from cpaf_jax.extra_activations import (
     pau_default_init,
     swish,
 )
-from cpaf_jax.initializers import make_param
-from cpaf_jax.sharing import param_shape
+from cpaf_jax.activations.initializers import make_param
+from cpaf_jax.ops.sharing import param_shape
 
 
 class APL(nn.Module):
-    """Adaptive piecewise linear unit; see ``cpaf_jax.extra_activations.APL``.
+    """Adaptive piecewise linear unit; see ``cpaf_jax.activations.extra.APL``.
 
     Call: ``x`` of shape ``[batch, *F]`` -> same shape and dtype; ``a``, ``b`` get shape
     ``[*P, hinges]`` from ``F = x.shape[1:]`` and ``sharing``.
@@ -54,7 +54,7 @@ class APL(nn.Module):
 
 
 class PAU(nn.Module):
-    """Safe Padé activation unit; see ``cpaf_jax.extra_activations.PAU`` (default one PAU per
+    """Safe Padé activation unit; see ``cpaf_jax.activations.extra.PAU`` (default one PAU per
     layer, degrees (5, 4), leaky-ReLU initial coefficients)."""
 
     degrees: tuple[int, int] = PAU_DEFAULT_DEGREES
@@ -80,7 +80,7 @@ class PAU(nn.Module):
 
 
 class Swish(nn.Module):
-    """Swish with learned ``beta`` (1.0 initially); see ``cpaf_jax.extra_activations.Swish``."""
+    """Swish with learned ``beta`` (1.0 initially); see ``cpaf_jax.activations.extra.Swish``."""
 
     sharing: Any = "channel"
     beta_init: Any = SWISH_BETA_INIT

@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cpaf_jax.bases import resolve_base
-from cpaf_jax.functional import cpaf
-from cpaf_jax.initializers import InitLike, default_terms, make_param
-from cpaf_jax.sharing import Sharing, normalize_features_shape, param_shape, sharing_name
+from cpaf_jax.activations.initializers import InitLike, default_terms, make_param
+from cpaf_jax.ops.bases import resolve_base
+from cpaf_jax.ops.functional import cpaf
+from cpaf_jax.ops.sharing import Sharing, normalize_features_shape, param_shape, sharing_name
 
 Array = jax.Array
 
@@ -48,7 +48,7 @@ class CPAF(nnx.Module):
       sharing: ``"element"`` (default, as in 4.1/4.2), ``"channel"`` (4.3), ``"shared"``, or a
         tuple of feature axes that get their own parameters.
       a_init, b_init: ``None`` for the paper's Table 1 values (extended to any k, see
-        ``cpaf_jax.initializers``), a scalar, a length-k sequence, an array of shape
+        ``cpaf_jax.activations.initializers``), a scalar, a length-k sequence, an array of shape
         ``[*P, k]``, or an initializer ``init(key, shape, dtype)``.
       param_dtype: dtype of a and b (float32 by default; the input keeps its own dtype).
       implementation: passed to ``cpaf_jax.cpaf``.

@@ -1,0 +1,1 @@
+"""Fitting activation shapes to target curves (Levenberg-Marquardt), e.g. CPAF initialisers."""

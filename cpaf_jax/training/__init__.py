@@ -1,0 +1,1 @@
+"""Training: state, optimiser groups, the training engine, checkpoints and device meshes."""
