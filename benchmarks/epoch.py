@@ -22,7 +22,7 @@ from benchmarks.train_step import StepRunner
 from cpaf_jax.data import load_dataset
 from cpaf_jax.models import build_model
 from cpaf_jax.training.loop import FitConfig, data_parallel_mesh, fit
-from cpaf_jax.training.state import make_optimizer
+from cpaf_jax.training.optim import make_optimizer
 
 
 def run(mode: str) -> dict:

@@ -17,8 +17,8 @@ from cpaf_jax import compile_options
 from cpaf_jax.data import Dataset, load_dataset
 from cpaf_jax.experiments.cli import main
 from cpaf_jax.models import build_model
-from cpaf_jax.training.loop import FitConfig, TrainingDiverged, fit
-from cpaf_jax.training.state import make_optimizer
+from cpaf_jax.training import FitConfig, TrainingDiverged, fit
+from cpaf_jax.training.optim import make_optimizer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -331,21 +331,19 @@ def test_checkpoint_restores_an_identical_model_without_its_config(fashion, tmp_
         ]
     )
     assert rc == 0
-    restored = restore_model(out / "cpaf_relu" / "seed0")
+    restored = restore_model(out / "cpaf_relu")
     assert restored.act1.k == 3 and restored.act1.sharing == "channel"
     assert restored.act1.a.shape == (16, 3)
     res = json.loads((out / "results.json").read_text())
     # The restored model reproduces the run's test loss exactly.
-    from cpaf_jax.training.loop import Evaluator
-    from cpaf_jax.training.state import init_state
+    from cpaf_jax.training import evaluate
 
-    graphdef, state = init_state(restored, make_optimizer("adam", 1e-3), 0)
-    loss, _ = Evaluator(graphdef, fashion.test_images, fashion.test_labels, 1000)(state)
+    loss, _ = evaluate(restored, fashion.test_images, fashion.test_labels, 1000)
     assert loss == pytest.approx(res["runs"][0]["test_loss"], rel=1e-6)
 
     # Inspection restores the same model from the run folder and plots its curves.
-    assert main(["inspect", str(out / "cpaf_relu" / "seed0")]) == 0
-    assert (out / "cpaf_relu" / "seed0" / "inspect_shapes.png").stat().st_size > 1000
+    assert main(["inspect", str(out / "cpaf_relu")]) == 0
+    assert (out / "cpaf_relu" / "inspect_shapes.png").stat().st_size > 1000
     # A learned layer exports to a NumPy function with the same values.
     from cpaf_jax.activations.export import to_numpy
 
@@ -389,7 +387,7 @@ def test_seeds_run_as_a_sweep_with_statistics_and_grid_plot(tmp_path):
     cp = [r for r in res["runs"] if r["activation"] == "cpaf_relu"]
     assert len(cp) == 4 and {r["seed"] for r in cp} == {3, 7}
     assert sorted({r["init_a"][0] for r in cp}) == [0.5, 1.0]
-    assert all(r["sweep"]["members"] == 4 for r in cp)
+    assert all(r["engine"]["members"] == 4 for r in cp)
     relu = [r for r in res["runs"] if r["activation"] == "relu"]
     assert len(relu) == 2 and all(r["init_a"] is None for r in relu)
     s = res["summary"]["relu"]["test_accuracy"]
@@ -430,7 +428,7 @@ def test_command_killed_after_an_epoch_resumes_to_the_uninterrupted_result(tmp_p
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "train", *args, "--out", str(killed)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpts = killed / "cpaf_relu" / "seed0" / "checkpoints"
+    ckpts = killed / "cpaf_relu" / "checkpoints"
     deadline = time.monotonic() + 300
     while not (ckpts / "1").is_dir():
         assert proc.poll() is None, "the run ended before its first checkpoint"

@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     from cpaf_jax.data import DataError
     from cpaf_jax.experiments.report import table
     from cpaf_jax.experiments.runner import RunOptions, run_experiment
-    from cpaf_jax.training.loop import TrainingDiverged
+    from cpaf_jax.training import TrainingDiverged
 
     cfg = get_config(args.experiment, args.structure)
     activations = args.activations or cfg.activations

@@ -45,7 +45,7 @@ def layer_stats(model) -> dict[str, dict]:
 def main(argv: list[str]) -> int:
     """``python -m train inspect RUN_DIR [options]``; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m train inspect", description=__doc__)
-    p.add_argument("run_dir", help="a run's folder (e.g. runs/fashion_mnist/cpaf_relu/seed0)")
+    p.add_argument("run_dir", help="a run's folder (e.g. runs/fashion_mnist/cpaf_relu)")
     p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the last)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     args = p.parse_args(argv)
