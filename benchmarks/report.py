@@ -238,7 +238,7 @@ def markdown(results: dict) -> str:
                 " NCHW; CPAF as a plain PyTorch module with per-element `a`, `b` "
                 "`[*F, 2]`. `jax` rows: one JAX device using every core (what `loop.fit` runs "
                 "by default); `batch split` rows: the batch split over one CPU device per core "
-                "(`FitConfig(data_parallel=True)`); `XLA defaults` rows: the `jax` step compiled "
+                "(`TrainConfig(strategy="data_parallel")` with a `data_mesh()`); `XLA defaults` rows: the `jax` step compiled "
                 "without `cpaf_jax.compile_options`.",
                 "",
             ]

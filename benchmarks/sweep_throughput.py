@@ -32,10 +32,10 @@ import numpy as np
 
 from cpaf_jax import compile_options
 from cpaf_jax.data import load_dataset
+from cpaf_jax.training import SweepMember, build_member_states, member_epoch_indices
 from cpaf_jax.training.executors import SweepProgram, make_executor, rule_strategy
 from cpaf_jax.training.meshes import split_cpu, sweep_mesh
 from cpaf_jax.training.state import row_step
-from cpaf_jax.training.sweep import SweepMember, build_member_states, member_epoch_indices
 
 KIND = "fashion_mnist"
 

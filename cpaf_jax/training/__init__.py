@@ -15,6 +15,7 @@ from cpaf_jax.training.engine import run_sweep as run_sweep
 from cpaf_jax.training.engine import train as train
 from cpaf_jax.training.members import Member as Member
 from cpaf_jax.training.members import build_member_model as build_member_model
+from cpaf_jax.training.members import build_member_states as build_member_states
 from cpaf_jax.training.members import init_states as init_states
 from cpaf_jax.training.members import member_epoch_indices as member_epoch_indices
 from cpaf_jax.training.optim import grouped_optimizer as grouped_optimizer

@@ -200,6 +200,26 @@ def init_states(
     return graphdef0, states
 
 
+def build_member_states(
+    kind: str,
+    activation: str,
+    members: Sequence[Member],
+    *,
+    optimizer: str = "adam",
+    model_kwargs: Mapping | None = None,
+):
+    """``(graphdef, tx, [TrainState per member])`` of one of the paper's networks.
+
+    ``tx`` is member 0's optimizer; every member's own learning rates are injected
+    hyperparameters of its state, so one ``tx`` steps them all.
+    """
+    tx_fn = member_tx(optimizer)
+    graphdef, states = init_states(
+        members, lambda m: build_member_model(kind, activation, m, model_kwargs), tx_fn
+    )
+    return graphdef, tx_fn(members[0]), states
+
+
 def member_tx(optimizer: str, weight_decay: float = 0.0):
     """``member -> grouped_optimizer(optimizer, member.lr, activation_lr=..., weight_decay)``."""
 
@@ -214,6 +234,7 @@ def member_tx(optimizer: str, weight_decay: float = 0.0):
 __all__ = [
     "Member",
     "build_member_model",
+    "build_member_states",
     "init_states",
     "member_epoch_indices",
     "member_tx",
