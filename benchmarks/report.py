@@ -236,9 +236,9 @@ def markdown(results: dict) -> str:
             out += [
                 f"torch {t['torch_version']}, `torch.set_num_threads({t['torch_threads']})`;"
                 " NCHW; CPAF as a plain PyTorch module with per-element `a`, `b` "
-                "`[*F, 2]`. `jax` rows: one JAX device using every core (what `loop.fit` runs "
+                "`[*F, 2]`. `jax` rows: one JAX device using every core (what `fit` runs "
                 "by default); `batch split` rows: the batch split over one CPU device per core "
-                "(`TrainConfig(strategy="data_parallel")` with a `data_mesh()`); `XLA defaults` rows: the `jax` step compiled "
+                "(the engine's `data_parallel` strategy); `XLA defaults` rows: the `jax` step compiled "
                 "without `cpaf_jax.compile_options`.",
                 "",
             ]
