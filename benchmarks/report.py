@@ -238,8 +238,8 @@ def markdown(results: dict) -> str:
                 " NCHW; CPAF as a plain PyTorch module with per-element `a`, `b` "
                 "`[*F, 2]`. `jax` rows: one JAX device using every core (what `fit` runs "
                 "by default); `batch split` rows: the batch split over one CPU device per core "
-                "(the engine's `data_parallel` strategy); `XLA defaults` rows: the `jax` step compiled "
-                "without `cpaf_jax.compile_options`.",
+                "(the engine's `data_parallel` strategy); `XLA defaults` rows: the `jax` step "
+                "compiled without `cpaf_jax.compile_options`.",
                 "",
             ]
             rows = [
