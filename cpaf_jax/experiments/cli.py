@@ -460,7 +460,7 @@ def _run(cfg, opts, *, overwrite: bool) -> int:
     """Runs the experiment inside its locked output folder; returns the exit status."""
     from cpaf_jax.data import DataError
     from cpaf_jax.experiments.outdir import RunFolder, RunFolderError
-    from cpaf_jax.experiments.report import table
+    from cpaf_jax.experiments.report import ReportError, table
     from cpaf_jax.experiments.runner import run_experiment
     from cpaf_jax.training.loop import TrainingDiverged
 
@@ -471,7 +471,7 @@ def _run(cfg, opts, *, overwrite: bool) -> int:
     except RunFolderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (DataError, TrainingDiverged, KeyboardInterrupt) as e:
+    except (DataError, ReportError, TrainingDiverged, KeyboardInterrupt) as e:
         # With --overwrite the new run wrote into a staging folder, now discarded.
         kept = f"; the previous run in {opts.out} is unchanged" if folder.staging else ""
         return _failed(e, opts.out, kept)
