@@ -156,10 +156,11 @@ def activation_names(text: str) -> tuple[str, ...]:
 
 def existing_dir(text: str) -> str:
     """A folder that exists (``--data-dir``); never a silent fallback to another location."""
-    if not os.path.isdir(text):
-        what = "is a file" if os.path.exists(text) else "does not exist"
+    path = os.path.expanduser(text)
+    if not os.path.isdir(path):
+        what = "is a file" if os.path.exists(path) else "does not exist"
         raise argparse.ArgumentTypeError(f"{text!r} {what}; give the folder holding the data")
-    return text
+    return path
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
