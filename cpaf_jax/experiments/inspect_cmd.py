@@ -49,6 +49,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the last)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     args = p.parse_args(argv)
+    if not os.path.isdir(args.run_dir):  # checked first: restoring would create the folder
+        print(f"error: run folder {args.run_dir!r} does not exist", file=sys.stderr)
+        return 2
     from cpaf_jax.training.restore import restore_model
 
     try:

@@ -113,10 +113,13 @@ def run_record(cfg, act: str, res, i: int, tcfg, data, applied: dict) -> dict:
         "activation_params": applied["counts"],
         "failed_step": failed,
         "failed_epoch": None if failed is None else failed // steps,
-        "checkpoint": res.checkpoint,
+        # Relative to the results folder (a run under --overwrite writes into a staging copy).
+        "checkpoint": None
+        if res.checkpoint is None
+        else os.path.relpath(res.checkpoint, os.path.dirname(tcfg.out_dir)),
         "curve": _curve(hist, "test_loss"),
         "acc_curve": _curve(hist, "test_accuracy"),
-        "run_dir": tcfg.out_dir,
+        "run_dir": os.path.basename(tcfg.out_dir),
         "trajectory": [r for r in hist if r.get("kind") == "trajectory"],
         "engine": {
             "members": len(res.members),

@@ -117,6 +117,10 @@ class Checkpointer:
         self._mngr.close()
 
 
+class DiskFull(OSError):
+    """The disk filled up while a checkpoint was written (the last good one is kept)."""
+
+
 class ResumeMismatch(ValueError):
     """``--resume`` found a checkpoint written for other members, settings or model."""
 
@@ -247,7 +251,7 @@ class RunCheckpoints:
         """Saves the stacked state and ``meta`` (plus members, config, model); returns the path.
 
         Raises:
-          OSError: one line naming the disk and the last good checkpoint, when it is full.
+          DiskFull: one line naming the checkpoint and the last good one, when the disk is full.
         """
         if self._ckpt is None:
             return None
@@ -263,7 +267,7 @@ class RunCheckpoints:
         except Exception as e:  # orbax wraps write errors; only a full disk is rephrased
             if "No space left" not in str(e) and getattr(e, "errno", None) != 28:
                 raise
-            raise OSError(
+            raise DiskFull(
                 f"no space left on the device writing checkpoint {self._ckpt.path(epoch)}; "
                 f"the last good checkpoint is {self.last_good or 'none'}"
             ) from None
