@@ -1,8 +1,8 @@
 """The training loop: a Python loop over a jitted step, with evaluation, logs and checkpoints.
 
 Why a Python loop and not ``lax.scan`` over steps: on XLA:CPU, scanning whole training steps of
-these conv nets ran 3-4x slower than dispatching a jitted step per batch (``benchmarks/
-loop_strategy.py`` measures both). Dispatch is asynchronous, so the host only waits when it
+these conv nets ran slower than dispatching a jitted step per batch (section 6 of
+``BENCHMARKS.md`` measures both). Dispatch is asynchronous, so the host only waits when it
 reads metrics, every ``log_every`` steps.
 
 The training set lives on the device once; each step receives only its batch's indices.
@@ -108,10 +108,10 @@ class FitConfig:
         gradients all-reduced) when ``True`` and there are several; needs ``batch_size``
         divisible by the device count, else one device is used. Results equal the
         single-device run's up to the order of float sums. It is not the default on CPU: with
-        ``cpaf_jax.compile_options`` one device already uses every core, and the Fashion-MNIST
-        step split over 2 CPU devices took 1.09x the one-device step (``BENCHMARKS.md``,
-        section 5); XLA:CPU's all-reduce between CPU devices also once stalled for good (its
-        40 s rendezvous timeout aborted the process).
+        ``cpaf_jax.compile_options`` one device already uses every core, and splitting the
+        Fashion-MNIST step over CPU devices did not make it faster (``BENCHMARKS.md``, section
+        5, the ``batch split`` rows); XLA:CPU's all-reduce between CPU devices also once
+        stalled for good (its rendezvous timeout aborted the process; commit 7a5ed51).
     """
 
     epochs: int = 10
