@@ -86,3 +86,29 @@ def test_render_commands_rewrite_the_markdown(tmp_path):
     ).read_text()
     report.render(str(BENCH_JSON), str(tmp_path / "B.md"))
     assert (tmp_path / "B.md").read_text() == (ROOT / "BENCHMARKS.md").read_text()
+
+
+def test_reproduction_cifar_cost_is_read_from_the_benchmark_json(tmp_path):
+    from cpaf_jax.experiments.reproduce import cifar_cost
+
+    data = _load(BENCH_JSON)
+    rows = data["sections"]["train_step"]["rows"]
+    s1 = next(
+        r for r in rows if r["network"].startswith("CifarNet S1") and r["activation"] == "relu"
+    )
+    fash = next(
+        r for r in rows if r["network"].startswith("FashionNet") and r["activation"] == "relu"
+    )
+    text = cifar_cost()
+    assert f"{s1['step_ms']:.2f} ms for {s1['batch']} images" in text
+    assert f"{fash['step_ms']:.2f} ms for {fash['batch']} images" in text
+    # A different run gives different figures: nothing is typed into the generator.
+    s1["step_ms"] *= 2
+    data["provenance"] = {"commit": "0123456789abcdef" * 2 + "01234567"}
+    (tmp_path / "B.json").write_text(json.dumps(data))
+    other = cifar_cost(str(tmp_path / "B.json"))
+    assert f"{s1['step_ms']:.2f} ms" in other and other != text
+    assert "commit `0123456789ab`" in other
+    # No benchmark file (an installed package): the section, no figure.
+    missing = cifar_cost(str(tmp_path / "none.json"))
+    assert "section 2 of `BENCHMARKS.md`" in missing and " ms " not in missing
