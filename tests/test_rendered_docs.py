@@ -12,14 +12,18 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 # benchmarks/ is a top-level folder of the repository, not part of the installed package.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from benchmarks import report, sweep_throughput  # noqa: E402
+from test_no_typed_figures import FIGURE  # noqa: E402
+
+from benchmarks import doc_figures, report, sweep_throughput  # noqa: E402
 from cpaf_jax.provenance import provenance  # noqa: E402
 
 BENCH_JSON = ROOT / "benchmarks" / "BENCHMARKS.json"
@@ -112,3 +116,79 @@ def test_reproduction_cifar_cost_is_read_from_the_benchmark_json(tmp_path):
     # No benchmark file (an installed package): the section, no figure.
     missing = cifar_cost(str(tmp_path / "none.json"))
     assert "section 2 of `BENCHMARKS.md`" in missing and " ms " not in missing
+
+
+# --- Figures in README.md and docs/: filled from the JSON at build time, never typed. ---
+
+PROSE = sorted(
+    [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "docs" / "tutorials").glob("*.md")]
+)
+# (file, phrase): figures in prose that no run of ours measured.
+PROSE_ALLOWED = {
+    ("README.md", "1.44x"),  # the paper's own CPAF/ReLU time per epoch (its Table 6; SPEC.md)
+}
+_SUBST = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def test_docs_and_readme_type_no_measured_figure():
+    hits = []
+    for path in PROSE:
+        rel = path.relative_to(ROOT).as_posix()
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            hits += [
+                (rel, i, m.group(0))
+                for m in FIGURE.finditer(line)
+                if (rel, m.group(0)) not in PROSE_ALLOWED
+            ]
+    assert not hits, (
+        f"measured figures typed into prose {hits}: write {{{{ name }}}} with a figure from "
+        "benchmarks/doc_figures.py (docs/), or point to the BENCHMARKS.md section (README)"
+    )
+
+
+def test_allowed_prose_figures_still_occur():
+    for rel, phrase in PROSE_ALLOWED:
+        assert phrase in (ROOT / rel).read_text(), (rel, phrase)
+
+
+def test_every_figure_the_docs_use_comes_from_the_json():
+    known = doc_figures.figures()
+    used = {name for p in PROSE for name in _SUBST.findall(p.read_text())}
+    assert used, "the docs quote no benchmark figure: the check would pass vacuously"
+    assert used <= set(known), f"undefined figures: {sorted(used - set(known))}"
+
+
+def test_figures_are_the_json_values():
+    bench, sweep = _load(BENCH_JSON), _load(SWEEP_JSON)
+    fig = doc_figures.figures(bench, sweep)
+    rows = {(r["network"], r["activation"]): r for r in bench["sections"]["train_step"]["rows"]}
+    assert (
+        fig["fmnist_cpaf_relu_ratio"] == f"{rows[('FashionNet (4.2)', 'cpaf_relu')]['ratio']:.2f}x"
+    )
+    fusion = {r["activation"]: r for r in bench["sections"]["train_step"]["fusion"]}
+    assert fig["fusion_cpaf_sigmoid_unfused_mib"] == (
+        f"{fusion['cpaf_sigmoid']['unfused_memory'] / 2**20:.2f} MiB"
+    )
+    loop = [r["ratio_to_sequential"]["loop"] for r in sweep["rows"]]
+    assert fig["sweep_loop_ratio"] == f"{min(loop):.2f}-{max(loop):.2f}x"
+    # Another run gives other figures.
+    rows[("FashionNet (4.2)", "cpaf_relu")]["ratio"] = 9.87
+    assert doc_figures.figures(bench, sweep)["fmnist_cpaf_relu_ratio"] == "9.87x"
+
+
+def test_the_prose_check_catches_a_typed_figure(tmp_path):
+    assert FIGURE.search("CPAF-ReLU took 1.14x the ReLU step")
+    assert FIGURE.search("about 11 minutes on 2 cores")
+    assert not FIGURE.search("CPAF-ReLU took {{ fmnist_cpaf_relu_ratio }} the ReLU step")
+
+
+def test_the_committed_run_gives_every_figure_and_a_partial_run_still_builds():
+    fig = doc_figures.figures()
+    assert set(fig) == set(doc_figures.NAMES)
+    assert doc_figures.MISSING not in fig.values()
+    bench = _load(BENCH_JSON)
+    bench["sections"]["torch_peer"] = {"available": False, "rows": []}  # torch not installed
+    partial = doc_figures.figures(bench)
+    assert set(partial) == set(doc_figures.NAMES)
+    assert partial["torch_relu_ms"] == doc_figures.MISSING
+    assert partial["fmnist_cpaf_relu_ratio"] == fig["fmnist_cpaf_relu_ratio"]
