@@ -30,7 +30,7 @@ _RUNNERS = {
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="about two minutes")
+    g.add_argument("--quick", action="store_true", help="fewer rounds, steps and images")
     g.add_argument("--smoke", action="store_true", help="tiny; checks the suite runs")
     p.add_argument("--out", help="directory for BENCHMARKS.md and BENCHMARKS.json")
     p.add_argument("--only", nargs="+", choices=sorted(_RUNNERS), help="run these sections")
