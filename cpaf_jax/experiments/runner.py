@@ -22,6 +22,7 @@ from cpaf_jax.activations.registry import count_activation_params, is_parametric
 from cpaf_jax.experiments import records, report
 from cpaf_jax.experiments.figures import make_plots
 from cpaf_jax.models import build_model
+from cpaf_jax.provenance import provenance
 from cpaf_jax.training import Member, TrainConfig, TrainingDiverged, train
 from cpaf_jax.training.meshes import sweep_mesh
 from cpaf_jax.training.restore import model_spec
@@ -256,6 +257,7 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
     results = {
         "settings": records.settings_record(cfg, opts, settings, data),
         "environment": records.environment(),
+        "provenance": provenance(),
         "runs": [],
     }
     models = {}

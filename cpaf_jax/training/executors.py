@@ -1,11 +1,11 @@
 """How a sweep's members are executed: all at once, in chunks, or one after another.
 
 ``jax.vmap`` over per-member convolution weights turns every convolution into a grouped
-convolution (``feature_group_count = M``). XLA:GPU/TPU run those well; XLA:CPU does not: on the
-2-core CPU this was written on, 8 FashionNet members took 37 ms per member-step one after
-another and 51-85 ms per member-step vmapped in chunks of 2-8 (``benchmarks/sweep_throughput.py``
-measures it; ``lax.map`` over members inside one program was slower still, 205 ms). Hence the
-strategies:
+convolution (``feature_group_count = M``). XLA:GPU/TPU run those well; XLA:CPU does not: there
+members stepped one after another beat the same members vmapped, whole or in chunks
+(``benchmarks/sweep_throughput.md``, from ``python -m benchmarks.sweep_throughput``, gives the
+ratios per M; ``lax.map`` over members inside one program was slower still when measured in
+commit ee0f970). Hence the strategies:
 
 * ``"vmap"``: one compiled step for all members (padded to a multiple of the device count).
 * ``"chunked"``: the same vmapped step over chunks of ``c`` members, dispatched one chunk after
