@@ -117,7 +117,7 @@ def test_bad_command_fails_before_any_work(argv, pattern, places, monkeypatch, c
 
     monkeypatch.setattr("cpaf_jax.experiments.runner.run_experiment", tripwire)
     monkeypatch.setattr("cpaf_jax.experiments.fetch.ensure_dataset", tripwire)
-    monkeypatch.setattr(cli, "_split_cpu", tripwire)
+    monkeypatch.setattr(cli, "split_cpu_devices", tripwire)
     before = {k: snapshot(v) for k, v in places.items() if v.is_dir()}
     assert cli.main(expand(argv, places)) == 2
     assert_one_clear_error(capsys.readouterr().err, pattern)
@@ -195,7 +195,9 @@ def test_crafted_cifar_pickle_is_refused_and_runs_nothing(tmp_path) -> None:
 
 def test_inspect_of_a_missing_folder_creates_nothing(tmp_path, capsys) -> None:
     missing = tmp_path / "nonexistent" / "run"
-    assert cli.main(["inspect", str(missing)]) == 2
+    from cpaf_jax.experiments.command import main
+
+    assert main(["inspect", str(missing)]) == 2
     assert_one_clear_error(capsys.readouterr().err, r"run folder .* does not exist")
     assert not (tmp_path / "nonexistent").exists()
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from cpaf_jax.data import load_dataset
-from cpaf_jax.experiments.cli import main
+from cpaf_jax.experiments.command import main
 from cpaf_jax.training import (
     Member,
     ResumeMismatch,

@@ -15,7 +15,7 @@ from test_data import cifar_batches, write_cifar_archive, write_idx_dataset
 
 from cpaf_jax import compile_options
 from cpaf_jax.data import Dataset, load_dataset
-from cpaf_jax.experiments.cli import main
+from cpaf_jax.experiments.command import main
 from cpaf_jax.models import build_model
 from cpaf_jax.training import FitConfig, TrainingDiverged, fit
 from cpaf_jax.training.optim import make_optimizer

@@ -358,7 +358,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, object]:
     return args, cfg
 
 
-def _split_cpu(n: int) -> None:
+def split_cpu_devices(n: int) -> None:
+    """Exposes the CPU as ``n`` JAX devices (0: one per core) before JAX starts."""
     import warnings
 
     from cpaf_jax.training.meshes import split_cpu
@@ -419,20 +420,11 @@ def main(argv: list[str] | None = None) -> int:
       ``--overwrite`` the previous run is left as it was).
     """
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "reproduce":
-        from cpaf_jax.experiments.reproduce import main as reproduce_main
-
-        _split_cpu(0)
-        return reproduce_main(argv[1:])
-    if argv and argv[0] == "inspect":
-        from cpaf_jax.experiments.inspect_cmd import main as inspect_main
-
-        return inspect_main(argv[1:])
     try:
         args, cfg = parse_args(argv)
     except SystemExit as e:  # argparse's exit (2 for bad input, 0 for -h): a return for callers
         return 0 if e.code is None else e.code
-    _split_cpu(args.cpu_devices)
+    split_cpu_devices(args.cpu_devices)
     opts = _options(args, cfg, argv)
     return _run(cfg, opts, overwrite=args.overwrite)
 

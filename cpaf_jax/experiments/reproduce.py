@@ -373,7 +373,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from cpaf_jax.data import find_dataset
+    from cpaf_jax.experiments.cli import split_cpu_devices
     from cpaf_jax.experiments.cli import main as train_main
+
+    split_cpu_devices(0)
 
     mnist = find_dataset("mnist") is not None
     steps = plan(
@@ -385,7 +388,8 @@ def main(argv: list[str]) -> int:
         args.eval_every,
         args.features_epochs or args.epochs,
     )
-    extra = ["--resume"] if args.resume else []
+    # Each part's folder: continued with --resume, else replaced (only once it succeeds).
+    extra = ["--resume"] if args.resume else ["--overwrite"]
     extra += (["--train-subset", str(args.train_subset)] if args.train_subset else []) + (
         ["--no-progress"] if args.no_progress else []
     )
@@ -393,7 +397,7 @@ def main(argv: list[str]) -> int:
     only = set(args.only.split(",")) if args.only else None
     for name, argv_ in steps:
         full = argv_ + ["--out", os.path.join(args.out, name)] + extra
-        commands[name] = _cmd([a for a in full if a != "--resume"])
+        commands[name] = _cmd([a for a in full if a not in ("--resume", "--overwrite")])
         if args.report_only or (only and name not in only and name.split("_k")[0] not in only):
             continue
         print(f"== {commands[name]}", file=sys.stderr)
