@@ -417,37 +417,6 @@ def test_parameter_trajectories_are_logged_and_plotted(tmp_path):
     assert (out / "trajectory_cpaf_sigmoid.png").stat().st_size > 1000
 
 
-def test_command_killed_after_an_epoch_resumes_to_the_uninterrupted_result(tmp_path):
-    """A real SIGKILL of ``python -m train`` once the epoch-1 checkpoint exists, then --resume."""
-    import os
-    import signal
-
-    args = ["fashion_mnist", "--no-sweep", "--activations", "cpaf_relu", "--train-subset",
-            "6400", "--batch-size", "64", "--epochs", "3", "--eval-every", "0", "--no-plots",
-            "--no-progress"]  # fmt: skip
-    killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "train", *args, "--out", str(killed)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpts = killed / "cpaf_relu" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while not (ckpts / "1").is_dir():
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (ckpts / "3").exists(), "the kill came too late to interrupt the run"
-    # The resumed and the uninterrupted run are real commands too, so all three run alike.
-    for extra in (["--out", str(killed), "--resume"], ["--out", str(tmp_path / "full")]):
-        done = subprocess.run([sys.executable, "-m", "train", *args, *extra], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-    resumed = json.loads((killed / "results.json").read_text())["runs"][0]
-    full = json.loads((tmp_path / "full" / "results.json").read_text())["runs"][0]
-    assert resumed["test_loss"] == full["test_loss"]
-    assert resumed["test_accuracy"] == full["test_accuracy"]
-
-
 def test_cpu_devices_option_is_checked():
     from cpaf_jax.experiments.cli import build_parser
 
