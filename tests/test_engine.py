@@ -179,3 +179,35 @@ def test_sweep_killed_in_its_second_epoch_resumes_without_retraining_the_first(t
     b = json.loads((tmp_path / "full" / "results.json").read_text())["runs"]
     assert [r["test_loss"] for r in a] == [r["test_loss"] for r in b] and len(a) == 2
     assert len(a[0]["epoch_seconds"]) == 3
+
+
+def _tiny_command(out, *extra):
+    return ["fashion_mnist", "--activations", "relu", "--train-subset", "256", "--batch-size",
+            "64", "--eval-every", "0", "--no-plots", "--no-progress", "--out", str(out),
+            *extra]  # fmt: skip
+
+
+def test_a_full_disk_ends_the_command_in_one_line_keeping_the_last_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    from cpaf_jax.training import checkpoints
+
+    save = checkpoints.Checkpointer.save
+
+    def full_after_one(self, epoch, state, meta):
+        if epoch > 1:
+            raise OSError(28, "No space left on device")
+        return save(self, epoch, state, meta)
+
+    monkeypatch.setattr(checkpoints.Checkpointer, "save", full_after_one)
+    assert main(_tiny_command(tmp_path / "o", "--epochs", "2")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([x for x in err if x.startswith("error:")]) == 1
+    assert "no space left" in err[-1] and "checkpoints/1" in err[-1]
+    assert (tmp_path / "o" / "relu" / "checkpoints" / "1").is_dir()
+
+
+def test_a_learning_rate_that_does_not_learn_is_reported(tmp_path, capsys):
+    assert main(_tiny_command(tmp_path / "o", "--epochs", "1", "--lr", "100")) in (0, 3)
+    err = capsys.readouterr().err
+    assert "learning rate may be too high" in err or "NaN/Inf" in err
