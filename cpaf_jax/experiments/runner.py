@@ -258,7 +258,10 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
     results["summary"] = report.summary_by_activation(results["runs"])
     baseline = opts.baseline
     results["comparisons"] = report.comparisons(results["runs"], baseline)
-    made = make_plots(cfg, results, fitted, data, opts.out) if opts.plots else []
+    # Without matplotlib (a plain install) plots.available() says so in one line.
+    made = (
+        make_plots(cfg, results, fitted, data, opts.out) if opts.plots and plots.available() else []
+    )
     _write_json(results_path, results)
     with open(os.path.join(opts.out, "report.md"), "w") as f:
         f.write(
