@@ -190,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="activation to compare the others against (paired)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument(
+        "--track",
+        choices=("none", "tensorboard", "wandb"),
+        default="none",
+        help="log metrics to TensorBoard (OUT/tensorboard; extra [tensorboard]) or W&B "
+        "(extra [wandb]); default none",
+    )
     return p
 
 
