@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 TRACKERS = ("none", "tensorboard", "wandb")
 
@@ -28,6 +28,7 @@ class TrackingUnavailable(ImportError):
     """The package a tracker needs (an optional extra) is not installed."""
 
 
+@runtime_checkable
 class Tracker(Protocol):
     """Receives scalar metrics of named runs (e.g. ``"cpaf_relu/seed0"``) by training step."""
 
