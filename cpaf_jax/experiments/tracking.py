@@ -60,10 +60,11 @@ class NullTracker:
     """The default: tracking off; every call does nothing."""
 
     def log(self, run: str, step: int, scalars: Mapping[str, float]) -> None:
+        """Drops the scalars."""
         del run, step, scalars
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 class TensorBoardTracker:
@@ -84,6 +85,7 @@ class TensorBoardTracker:
         self._writers: dict[str, Any] = {}
 
     def log(self, run: str, step: int, scalars: Mapping[str, float]) -> None:
+        """``add_scalar(name, value, step)`` on the run's writer (made at its first call)."""
         writer = self._writers.get(run)
         if writer is None:
             writer = self._writers[run] = self._factory(os.path.join(self.logdir, run))
@@ -91,6 +93,7 @@ class TensorBoardTracker:
             writer.add_scalar(tag, value, step)
 
     def close(self) -> None:
+        """Closes (and so flushes) every run's writer."""
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
@@ -120,6 +123,7 @@ class WandbTracker:
         self._runs: dict[str, Any] = {}
 
     def log(self, run: str, step: int, scalars: Mapping[str, float]) -> None:
+        """``run.log(scalars, step=step)`` on the run's W&B run (started at its first call)."""
         handle = self._runs.get(run)
         if handle is None:
             # create_new: several runs (sweep members) may be open in one process.
@@ -129,6 +133,7 @@ class WandbTracker:
         handle.log(_floats(scalars), step=step)
 
     def close(self) -> None:
+        """Finishes every W&B run this tracker started."""
         for handle in self._runs.values():
             handle.finish()
         self._runs.clear()
