@@ -271,6 +271,13 @@ def _add_io_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data-dir", type=existing_dir, help="folder holding the dataset files")
     p.add_argument("--out", help="output folder (default runs/EXPERIMENT)")
+    p.add_argument(
+        "--track",
+        choices=("none", "tensorboard", "wandb"),
+        default="none",
+        help="log metrics to TensorBoard (OUT/tensorboard; extra [tensorboard]) or W&B "
+        "(extra [wandb]); default none",
+    )
     again = p.add_mutually_exclusive_group()
     again.add_argument(
         "--resume",
@@ -396,6 +403,7 @@ def _options(args: argparse.Namespace, cfg, argv: list[str]):
         activation_lr=args.activation_lr,
         trajectory_every=args.trajectory_every,
         sweep=not args.no_sweep,
+        track=args.track,
         sweep_strategy=args.sweep_strategy,
         init_a=args.init_a or (),
         init_b=args.init_b or (),
@@ -435,6 +443,7 @@ def _run(cfg, opts, *, overwrite: bool) -> int:
     from cpaf_jax.experiments.outdir import RunFolder, RunFolderError
     from cpaf_jax.experiments.report import ReportError, table
     from cpaf_jax.experiments.runner import run_experiment
+    from cpaf_jax.experiments.tracking import TrackingUnavailable
     from cpaf_jax.training import ResumeMismatch, TrainingDiverged
     from cpaf_jax.training.checkpoints import DiskFull
 
@@ -445,8 +454,8 @@ def _run(cfg, opts, *, overwrite: bool) -> int:
     except RunFolderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (DataError, ReportError, ResumeMismatch, DiskFull, TrainingDiverged,
-            KeyboardInterrupt) as e:  # fmt: skip
+    except (DataError, ReportError, ResumeMismatch, DiskFull, TrackingUnavailable,
+            TrainingDiverged, KeyboardInterrupt) as e:  # fmt: skip
         # With --overwrite the new run wrote into a staging folder, now discarded.
         kept = f"; the previous run in {opts.out} is unchanged" if folder.staging else ""
         return _failed(e, opts.out, kept)

@@ -12,7 +12,12 @@ def _curves(cfg, runs: list[dict], data, out: str) -> list[str]:
     if not any(r["curve"] for r in runs):
         return []
     title = f"{cfg.name} ({data.name})"
-    return [plots.loss_curves(runs, os.path.join(out, "test_loss.png"), f"Test loss, {title}")]
+    return [
+        plots.loss_curves(runs, os.path.join(out, "test_loss.png"), f"Test loss, {title}"),
+        plots.accuracy_curves(
+            runs, os.path.join(out, "test_accuracy.png"), f"Test accuracy, {title}"
+        ),
+    ]
 
 
 def _model_figures(cfg, models: dict, data, out: str) -> list[str]:

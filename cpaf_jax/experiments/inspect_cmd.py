@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
                         f"range [{t['min']:+.4f}, {t['max']:+.4f}]"
                     )
     curves = learned_curves(model)
-    if curves:
+    if curves and plots.available():
         path = os.path.join(args.run_dir, "inspect_shapes.png")
         plots.activation_shapes(curves, path, "learned activations vs initial")
         print(f"plot: {path}")

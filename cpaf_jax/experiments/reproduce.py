@@ -373,8 +373,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from cpaf_jax.data import find_dataset
-    from cpaf_jax.experiments.cli import split_cpu_devices
     from cpaf_jax.experiments.cli import main as train_main
+    from cpaf_jax.experiments.cli import split_cpu_devices
 
     split_cpu_devices(0)
 

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from cpaf_jax.activations.registry import count_activation_params, is_parametric
-from cpaf_jax.experiments import records, report
+from cpaf_jax.experiments import plots, records, report
 from cpaf_jax.experiments.figures import make_plots
+from cpaf_jax.experiments.tracking import make_tracker
 from cpaf_jax.models import build_model
 from cpaf_jax.provenance import provenance
 from cpaf_jax.training import Member, TrainConfig, TrainingDiverged, train
@@ -56,6 +57,7 @@ class RunOptions:
     init_b: tuple[float, ...] = ()
     baseline: str | None = None
     plots: bool = True
+    track: str = "none"
     command: str = ""
 
 
@@ -156,7 +158,22 @@ def _model_fn(cfg, act: str, settings: Settings, opts: RunOptions):
     return build, sharing, act_kwargs
 
 
-def _train_activation(cfg, opts: RunOptions, settings: Settings, act: str, data):
+_TRACKED = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+def _tracking(tracker, act: str):
+    """The engine's ``on_records`` hook: each member's scalars to ``tracker`` as they come."""
+
+    def on_records(records: list[dict]) -> None:
+        for r in records:
+            scalars = {k: r[k] for k in _TRACKED if k in r}
+            if scalars and r["kind"] != "epoch":
+                tracker.log(f"{act}/{r['name']}", r["step"], scalars)
+
+    return on_records
+
+
+def _train_activation(cfg, opts: RunOptions, settings: Settings, act: str, data, tracker):
     """One activation's engine call; returns ``(run records, first member's model)``."""
     members = sweep_members(opts, act, settings)
     build, sharing, act_kwargs = _model_fn(cfg, act, settings, opts)
@@ -191,6 +208,7 @@ def _train_activation(cfg, opts: RunOptions, settings: Settings, act: str, data)
         tcfg,
         mesh=sweep_mesh(),
         describe={"spec": spec, "activation_params": counts},
+        on_records=_tracking(tracker, act),
     )
     applied = {"sharing": sharing, "activation_kwargs": act_kwargs, "counts": counts}
     runs = [records.run_record(cfg, act, res, i, tcfg, data, applied) for i in range(len(members))]
@@ -229,7 +247,9 @@ def _write_json(path: str, obj) -> None:
 def _write_outputs(cfg, opts: RunOptions, results: dict, models: dict, data) -> None:
     results["summary"] = report.summary_by_activation(results["runs"])
     results["comparisons"] = report.comparisons(results["runs"], opts.baseline)
-    made = make_plots(cfg, results, models, data, opts.out) if opts.plots else []
+    made = (
+        make_plots(cfg, results, models, data, opts.out) if opts.plots and plots.available() else []
+    )
     _write_json(os.path.join(opts.out, "results.json"), results)
     text = report.render(
         cfg, results["runs"], baseline=opts.baseline, command=opts.command, plots=made
@@ -261,10 +281,14 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
         "runs": [],
     }
     models = {}
-    for act in opts.activations:
-        runs, models[act] = _train_activation(cfg, opts, settings, act, data)
-        results["runs"].extend(runs)
-        _write_json(os.path.join(opts.out, "results.json"), results)
+    tracker = make_tracker(opts.track, out=opts.out, config=dataclasses.asdict(opts))
+    try:
+        for act in opts.activations:
+            runs, models[act] = _train_activation(cfg, opts, settings, act, data, tracker)
+            results["runs"].extend(runs)
+            _write_json(os.path.join(opts.out, "results.json"), results)
+    finally:
+        tracker.close()
     records.write_all_metrics(opts.out, opts.activations)
     _write_outputs(cfg, opts, results, models, data)
     _warn_failures(results["runs"], data.num_classes)

@@ -176,6 +176,7 @@ def train(
     mesh: Mesh | None = None,
     describe: dict | None = None,
     on_epoch_end: Callable[[int, TrainResult], None] | None = None,
+    on_records: Callable[[list[dict]], None] | None = None,
 ) -> TrainResult:
     """Trains every member on ``data`` and evaluates each on the whole test set.
 
@@ -192,6 +193,8 @@ def train(
         refused when it differs from the checkpoint's.
       on_epoch_end: called as ``on_epoch_end(epoch, engine)`` after each epoch's checkpoint
         (tests use it to interrupt a run).
+      on_records: called with each batch of new history records as they are made (live
+        experiment tracking).
 
     Raises:
       ResumeMismatch: ``resume`` with a checkpoint of other members or settings.
@@ -215,7 +218,7 @@ def train(
         name, c, timings = _resolve(cfg, program, states, members, n, steps)
         while True:
             ex = ex_mod.make_executor(program, len(members), name, c)
-            runner = EpochRunner(ex, cfg, members, steps, n, ckpt)
+            runner = EpochRunner(ex, cfg, members, steps, n, ckpt, on_records)
             try:
                 runner.load(states, start, restored)
                 runner.run(start, on_epoch_end)

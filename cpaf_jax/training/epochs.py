@@ -27,11 +27,13 @@ class EpochRunner:
       members: the engine's members.
       steps: steps per epoch; n: training images.
       ckpt: the engine's ``RunCheckpoints``.
+      on_records: called with every batch of new records (or ``None``).
     """
 
-    def __init__(self, ex, cfg, members, steps: int, n: int, ckpt):
+    def __init__(self, ex, cfg, members, steps: int, n: int, ckpt, on_records=None):
         self.ex, self.cfg, self.members, self.steps, self.n = ex, cfg, members, steps, n
         self.ckpt, self.names = ckpt, [m.label for m in members]
+        self.on_records = on_records
         self.m = len(members)
         self.history: list[list[dict]] = [[] for _ in members]
         self.failed: list[int | None] = [None] * self.m
@@ -57,6 +59,8 @@ class EpochRunner:
         for r in records:
             self.history[self.names.index(r["name"])].append(r)
         self.log.write(records)
+        if self.on_records is not None and records:
+            self.on_records(records)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, start: int, on_epoch_end=None) -> None:
