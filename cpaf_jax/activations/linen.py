@@ -1,132 +1,160 @@
-"""Flax Linen versions of the activations, to drop into existing Linen code.
+"""Flax Linen versions of every activation family: ONE generic module over the record.
 
-Linen infers the feature shape from the first input, so no ``features_shape`` is needed::
+Linen infers the feature shape from the first input (``x.shape[1:]``), so no
+``features_shape`` is needed::
 
-    x = cpaf_jax.activations.linen.CPAF(base="relu", sharing="channel")(x)
+    x = cpaf_jax.linen.CPAF(base="relu", sharing="channel")(x)
+    x = cpaf_jax.linen.activation("pau")(x)
 
-Parameters live in the ``"params"`` collection under the names ``a``, ``b`` (CPAF) and
-``alpha`` (PReLU); they take the same initial values as the NNX modules.
+Parameters live in the ``"params"`` collection under the family's parameter names (``a``,
+``b``; ``alpha``; ``p``, ``q``; ``beta``) and take the same initial values as the NNX modules.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cpaf_jax.activations import extra_linen
-from cpaf_jax.activations.initializers import default_terms, make_param
-from cpaf_jax.activations.modules import prelu
-from cpaf_jax.ops.bases import resolve_base
-from cpaf_jax.ops.functional import cpaf
-from cpaf_jax.ops.sharing import param_shape
+from cpaf_jax.activations.apl import APL_FAMILY
+from cpaf_jax.activations.cpaf import cpaf_family
+from cpaf_jax.activations.elu import ELU_FAMILY
+from cpaf_jax.activations.family import ActivationFamily
+from cpaf_jax.activations.fixed import RELU_FAMILY, SIGMOID_FAMILY, TANH_FAMILY
+from cpaf_jax.activations.initializers import make_param
+from cpaf_jax.activations.pau import PAU_FAMILY
+from cpaf_jax.activations.prelu import PRELU_FAMILY
+from cpaf_jax.activations.registry import family as _family
+from cpaf_jax.activations.registry import known_activations
+from cpaf_jax.activations.swish import SWISH_FAMILY
 
 
-class CPAF(nn.Module):
-    """Combined parametric activation; see ``cpaf_jax.CPAF`` for the arguments.
+class Activation(nn.Module):
+    """The Linen module of any ``ActivationFamily``.
 
-    Call: ``x`` of shape ``[batch, *F]`` -> same shape and dtype; the parameters get shape
-    ``[*P, k]`` from ``F = x.shape[1:]`` and ``sharing``.
+    Attributes:
+      family: the record.
+      sharing: ``"element"``, ``"channel"``, ``"shared"`` or feature axes (``None``: the
+        family's default).
+      param_dtype: dtype of the parameters.
+      kwargs: ``(name, value)`` pairs of the family's options and ``<param>_init`` values.
+
+    Call: ``x`` of shape ``[batch, *F]`` -> same shape and dtype; parameters get shape
+    ``[*P, *coeffs]`` from ``F = x.shape[1:]`` and ``sharing``.
     """
 
-    k: int = 2
-    base: Any = "sigmoid"
-    sharing: Any = "element"
-    a_init: Any = None
-    b_init: Any = None
+    family: ActivationFamily
+    sharing: Any = None
     param_dtype: Any = jnp.float32
-    implementation: str | None = None
+    kwargs: tuple = ()
+
+    def option(self, name: str) -> Any:
+        """An option's value (its default when not given)."""
+        shape_opts, call_opts, _ = self.family.split(dict(self.kwargs))
+        return {**shape_opts, **call_opts}[name]
 
     @nn.compact
     def __call__(self, x):
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"CPAF needs k >= 1 terms, got k={self.k!r}")
-        base = resolve_base(self.base)
-        shape = param_shape(tuple(x.shape[1:]), self.sharing) + (self.k,)
-        a0, b0 = default_terms(base, self.k)
-        dt = self.param_dtype
-        a = self.param("a", lambda key: make_param(self.a_init, a0, key, shape, dt, "a"))
-        b = self.param("b", lambda key: make_param(self.b_init, b0, key, shape, dt, "b"))
-        return cpaf(x, a, b, base, implementation=self.implementation)
+        fam = self.family
+        shape_opts, call_opts, inits = fam.split(dict(self.kwargs))
+        values = []
+        if fam.parametric:
+            sharing = fam.default_sharing if self.sharing is None else self.sharing
+            if isinstance(sharing, list):
+                sharing = tuple(sharing)
+            shapes = fam.param_shapes(tuple(x.shape[1:]), sharing, **shape_opts)
+            for name in fam.params:
+
+                def init_fn(key, name=name):
+                    init = inits.get(name)
+                    default = fam.initial_values(**shape_opts)[name] if init is None else 0.0
+                    return make_param(init, default, key, shapes[name], self.param_dtype, name)
+
+                values.append(self.param(name, init_fn))
+        return fam.apply(x, *values, **call_opts)
 
 
-class PReLU(nn.Module):
-    """PReLU with learned ``alpha`` (0.25 initially); ``sharing`` as for CPAF."""
-
-    sharing: Any = "channel"
-    alpha_init: float = 0.25
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        shape = param_shape(tuple(x.shape[1:]), self.sharing)
-        alpha = self.param("alpha", lambda key: jnp.full(shape, self.alpha_init, self.param_dtype))
-        return prelu(x, alpha)
+def _module(record: ActivationFamily, sharing=None, param_dtype=jnp.float32, **kwargs):
+    record.split(kwargs)  # unknown arguments fail here, where they were passed
+    return Activation(record, sharing, param_dtype, tuple(kwargs.items()))
 
 
-class ELU(nn.Module):
+def CPAF(*, base="sigmoid", sharing="element", param_dtype=jnp.float32, **kwargs) -> Activation:  # noqa: N802 - reads as a layer class at call sites
+    """Combined parametric activation (``k``, ``a_init``, ``b_init``, ``implementation`` as for
+    ``cpaf_jax.CPAF``)."""
+    return _module(cpaf_family(base), sharing, param_dtype, **kwargs)
+
+
+def PReLU(*, sharing="channel", param_dtype=jnp.float32, **kwargs) -> Activation:  # noqa: N802
+    """PReLU with learned ``alpha`` (0.25 initially; ``alpha_init`` to change)."""
+    return _module(PRELU_FAMILY, sharing, param_dtype, **kwargs)
+
+
+def ELU(alpha: float = 1.0) -> Activation:  # noqa: N802
     """ELU with fixed ``alpha`` (1 by default)."""
-
-    alpha: float = 1.0
-
-    @nn.compact
-    def __call__(self, x):
-        return jax.nn.elu(x, self.alpha)
+    return _module(ELU_FAMILY, alpha=float(alpha))
 
 
-class _Fixed(nn.Module):
-    fn: Any
-
-    @nn.compact
-    def __call__(self, x):
-        return self.fn(x)
-
-
-def Sigmoid() -> nn.Module:  # noqa: N802 - reads as a layer class at call sites
+def Sigmoid() -> Activation:  # noqa: N802
     """Logistic sigmoid as a parameter-free Linen layer: ``[...]`` -> same shape and dtype."""
-    return _Fixed(jax.nn.sigmoid)
+    return _module(SIGMOID_FAMILY)
 
 
-def Tanh() -> nn.Module:  # noqa: N802
+def Tanh() -> Activation:  # noqa: N802
     """``tanh`` as a parameter-free Linen layer: ``[...]`` -> same shape and dtype."""
-    return _Fixed(jnp.tanh)
+    return _module(TANH_FAMILY)
 
 
-def ReLU() -> nn.Module:  # noqa: N802
+def ReLU() -> Activation:  # noqa: N802
     """ReLU as a parameter-free Linen layer: ``[...]`` -> same shape and dtype."""
-    return _Fixed(jax.nn.relu)
+    return _module(RELU_FAMILY)
 
 
-_LINEN = {
-    "sigmoid": lambda **kw: Sigmoid(),
-    "tanh": lambda **kw: Tanh(),
-    "relu": lambda **kw: ReLU(),
-    "elu": lambda **kw: ELU(**{k: v for k, v in kw.items() if k == "alpha"}),
-    "prelu": lambda **kw: PReLU(**kw),
-    "cpaf_sigmoid": lambda **kw: CPAF(base="sigmoid", **kw),
-    "cpaf_relu": lambda **kw: CPAF(base="relu", **kw),
-    "cpaf_tanh": lambda **kw: CPAF(base="tanh", **kw),
-    "apl": lambda **kw: extra_linen.APL(**kw),
-    "pau": lambda **kw: extra_linen.PAU(**kw),
-    "swish": lambda **kw: extra_linen.Swish(**kw),
-}
+def APL(*, sharing="element", param_dtype=jnp.float32, **kwargs) -> Activation:  # noqa: N802
+    """Adaptive piecewise linear unit (``hinges``, ``a_init``, ``b_init``)."""
+    return _module(APL_FAMILY, sharing, param_dtype, **kwargs)
 
 
-def activation(name: str, **kwargs) -> nn.Module:
+def PAU(*, sharing="shared", param_dtype=jnp.float32, **kwargs) -> Activation:  # noqa: N802
+    """Safe Padé activation unit (``degrees``, ``p_init``, ``q_init``); one per layer by
+    default, degrees (5, 4), leaky-ReLU initial coefficients."""
+    return _module(PAU_FAMILY, sharing, param_dtype, **kwargs)
+
+
+def Swish(*, sharing="channel", param_dtype=jnp.float32, **kwargs) -> Activation:  # noqa: N802
+    """Swish with learned ``beta`` (1.0 initially; ``beta_init`` to change)."""
+    return _module(SWISH_FAMILY, sharing, param_dtype, **kwargs)
+
+
+def activation(name: str, *, sharing=None, param_dtype=jnp.float32, **kwargs) -> Activation:
     """The Linen module for an activation name (same names as ``cpaf_jax.activation``).
+
+    ``sharing=None`` takes the family's default (PReLU and Swish per channel, PAU shared,
+    the others per element).
 
     Raises:
       ValueError: for an unknown name, listing the known ones.
     """
     try:
-        make = _LINEN[name]
-    except KeyError:
+        record = _family(name)
+    except ValueError:
         raise ValueError(
-            f"unknown activation {name!r}; known Linen activations are {sorted(_LINEN)}"
+            f"unknown activation {name!r}; known Linen activations are {known_activations()}"
         ) from None
-    return make(**kwargs)
+    return _module(record, sharing, param_dtype, **kwargs)
 
 
-__all__ = ["CPAF", "PReLU", "ELU", "Sigmoid", "Tanh", "ReLU", "activation"]
+__all__ = [
+    "APL",
+    "Activation",
+    "CPAF",
+    "ELU",
+    "PAU",
+    "PReLU",
+    "ReLU",
+    "Sigmoid",
+    "Swish",
+    "Tanh",
+    "activation",
+]
