@@ -151,7 +151,11 @@ class ActivationFamily:
 def pool_first(fn: Callable[..., Array]) -> Callable[..., Array]:
     """A ``pool`` form for a nondecreasing parameter-free ``fn(x, **call_options)``: ``max``
     commutes with it, so ``fn(max_pool_2x2(y) + bias)`` gives the same values as pooling after
-    it and evaluates ``fn`` and its derivative at a quarter of the elements."""
+    it and evaluates ``fn`` and its derivative at a quarter of the elements.
+
+    The returned ``pool(y, bias, **call_options)`` maps ``y`` ``[N, H, W, C]`` and ``bias``
+    ``(C,)`` or ``None`` to ``[N, H // 2, W // 2, C]``.
+    """
 
     def pool(y: Array, bias: Array | None, **call_options) -> Array:
         x = max_pool_2x2(y)
@@ -251,7 +255,7 @@ class Activation(nnx.Module):
         return dict(self.shape_options + self.call_options)
 
     def param_values(self) -> tuple[Array, ...]:
-        """The parameters' current values, in ``apply``'s order."""
+        """The parameters' current values, in ``apply``'s order, each ``[*P, *coeffs]``."""
         return tuple(getattr(self, n)[...] for n in self.record.params)
 
     def __call__(self, x: Array) -> Array:

@@ -48,6 +48,7 @@ PAU_LEAKY_SLOPE = 0.01
 
 
 def check_degrees(degrees) -> tuple[int, int]:
+    """``degrees`` as ``(m, n)`` ints; raises ``ValueError`` unless ``m >= 0`` and ``n >= 1``."""
     try:
         m, n = (int(d) for d in degrees)
     except (TypeError, ValueError):
