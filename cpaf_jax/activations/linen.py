@@ -40,24 +40,34 @@ class Activation(nn.Module):
       param_dtype: dtype of the parameters.
       kwargs: ``(name, value)`` pairs of the family's options and ``<param>_init`` values.
 
+    The named layers below (``CPAF``, ``PReLU``...) are this module with the family's options
+    as fields; they only map those fields to the record (``spec``).
+
     Call: ``x`` of shape ``[batch, *F]`` -> same shape and dtype; parameters get shape
     ``[*P, *coeffs]`` from ``F = x.shape[1:]`` and ``sharing``.
     """
 
-    family: ActivationFamily
+    family: ActivationFamily | None = None
     sharing: Any = None
     param_dtype: Any = jnp.float32
     kwargs: tuple = ()
 
+    def spec(self) -> tuple[ActivationFamily, dict]:
+        """The record and the keyword arguments (options, ``<param>_init``) to build it with."""
+        if self.family is None:
+            raise ValueError("linen.Activation needs family=<an ActivationFamily record>")
+        return self.family, dict(self.kwargs)
+
     def option(self, name: str) -> Any:
         """An option's value (its default when not given)."""
-        shape_opts, call_opts, _ = self.family.split(dict(self.kwargs))
+        record, kwargs = self.spec()
+        shape_opts, call_opts, _ = record.split(kwargs)
         return {**shape_opts, **call_opts}[name]
 
     @nn.compact
     def __call__(self, x):
-        fam = self.family
-        shape_opts, call_opts, inits = fam.split(dict(self.kwargs))
+        fam, kwargs = self.spec()
+        shape_opts, call_opts, inits = fam.split(kwargs)
         values = []
         if fam.parametric:
             sharing = fam.default_sharing if self.sharing is None else self.sharing
@@ -75,56 +85,95 @@ class Activation(nn.Module):
         return fam.apply(x, *values, **call_opts)
 
 
-def _module(record: ActivationFamily, sharing=None, param_dtype=jnp.float32, **kwargs):
-    record.split(kwargs)  # unknown arguments fail here, where they were passed
-    return Activation(record, sharing, param_dtype, tuple(kwargs.items()))
+class CPAF(Activation):
+    """Combined parametric activation; see ``cpaf_jax.CPAF`` for the fields (``k``, ``base``,
+    ``sharing``, ``a_init``, ``b_init``, ``implementation``)."""
+
+    sharing: Any = "element"
+    k: int = 2
+    base: Any = "sigmoid"
+    a_init: Any = None
+    b_init: Any = None
+    implementation: str | None = None
+
+    def spec(self) -> tuple[ActivationFamily, dict]:
+        """CPAF's record for ``base`` and its options."""
+        kwargs = {"k": self.k, "implementation": self.implementation}
+        return cpaf_family(self.base), dict(kwargs, a_init=self.a_init, b_init=self.b_init)
 
 
-def CPAF(*, base="sigmoid", sharing="element", param_dtype=jnp.float32, **kwargs) -> Activation:  # noqa: N802 - reads as a layer class at call sites
-    """Combined parametric activation (``k``, ``a_init``, ``b_init``, ``implementation`` as for
-    ``cpaf_jax.CPAF``)."""
-    return _module(cpaf_family(base), sharing, param_dtype, **kwargs)
+class PReLU(Activation):
+    """PReLU with learned ``alpha`` (``alpha_init`` 0.25), per channel by default."""
+
+    sharing: Any = "channel"
+    alpha_init: Any = 0.25
+
+    def spec(self) -> tuple[ActivationFamily, dict]:
+        """PReLU's record and initial alpha."""
+        return PRELU_FAMILY, {"alpha_init": self.alpha_init}
 
 
-def PReLU(*, sharing="channel", param_dtype=jnp.float32, **kwargs) -> Activation:  # noqa: N802
-    """PReLU with learned ``alpha`` (0.25 initially; ``alpha_init`` to change)."""
-    return _module(PRELU_FAMILY, sharing, param_dtype, **kwargs)
-
-
-def ELU(alpha: float = 1.0) -> Activation:  # noqa: N802
+class ELU(Activation):
     """ELU with fixed ``alpha`` (1 by default)."""
-    return _module(ELU_FAMILY, alpha=float(alpha))
+
+    alpha: float = 1.0
+
+    def spec(self) -> tuple[ActivationFamily, dict]:
+        """ELU's record and alpha."""
+        return ELU_FAMILY, {"alpha": float(self.alpha)}
 
 
-def Sigmoid() -> Activation:  # noqa: N802
+class APL(Activation):
+    """Adaptive piecewise linear unit (``hinges``, ``a_init``, ``b_init``), per element."""
+
+    sharing: Any = "element"
+    hinges: int = 2
+    a_init: Any = None
+    b_init: Any = None
+
+    def spec(self) -> tuple[ActivationFamily, dict]:
+        """APL's record and options."""
+        return APL_FAMILY, {"hinges": self.hinges, "a_init": self.a_init, "b_init": self.b_init}
+
+
+class PAU(Activation):
+    """Safe Padé activation unit (``degrees``, ``p_init``, ``q_init``); one per layer by
+    default, degrees (5, 4), leaky-ReLU initial coefficients."""
+
+    sharing: Any = "shared"
+    degrees: tuple[int, int] = (5, 4)
+    p_init: Any = None
+    q_init: Any = None
+
+    def spec(self) -> tuple[ActivationFamily, dict]:
+        """PAU's record and options."""
+        return PAU_FAMILY, {"degrees": self.degrees, "p_init": self.p_init, "q_init": self.q_init}
+
+
+class Swish(Activation):
+    """Swish with learned ``beta`` (``beta_init`` 1.0), per channel by default."""
+
+    sharing: Any = "channel"
+    beta_init: Any = 1.0
+
+    def spec(self) -> tuple[ActivationFamily, dict]:
+        """Swish's record and initial beta."""
+        return SWISH_FAMILY, {"beta_init": self.beta_init}
+
+
+def Sigmoid() -> Activation:  # noqa: N802 - reads as a layer class at call sites
     """Logistic sigmoid as a parameter-free Linen layer: ``[...]`` -> same shape and dtype."""
-    return _module(SIGMOID_FAMILY)
+    return Activation(SIGMOID_FAMILY)
 
 
 def Tanh() -> Activation:  # noqa: N802
     """``tanh`` as a parameter-free Linen layer: ``[...]`` -> same shape and dtype."""
-    return _module(TANH_FAMILY)
+    return Activation(TANH_FAMILY)
 
 
 def ReLU() -> Activation:  # noqa: N802
     """ReLU as a parameter-free Linen layer: ``[...]`` -> same shape and dtype."""
-    return _module(RELU_FAMILY)
-
-
-def APL(*, sharing="element", param_dtype=jnp.float32, **kwargs) -> Activation:  # noqa: N802
-    """Adaptive piecewise linear unit (``hinges``, ``a_init``, ``b_init``)."""
-    return _module(APL_FAMILY, sharing, param_dtype, **kwargs)
-
-
-def PAU(*, sharing="shared", param_dtype=jnp.float32, **kwargs) -> Activation:  # noqa: N802
-    """Safe Padé activation unit (``degrees``, ``p_init``, ``q_init``); one per layer by
-    default, degrees (5, 4), leaky-ReLU initial coefficients."""
-    return _module(PAU_FAMILY, sharing, param_dtype, **kwargs)
-
-
-def Swish(*, sharing="channel", param_dtype=jnp.float32, **kwargs) -> Activation:  # noqa: N802
-    """Swish with learned ``beta`` (1.0 initially; ``beta_init`` to change)."""
-    return _module(SWISH_FAMILY, sharing, param_dtype, **kwargs)
+    return Activation(RELU_FAMILY)
 
 
 def activation(name: str, *, sharing=None, param_dtype=jnp.float32, **kwargs) -> Activation:
@@ -142,7 +191,8 @@ def activation(name: str, *, sharing=None, param_dtype=jnp.float32, **kwargs) ->
         raise ValueError(
             f"unknown activation {name!r}; known Linen activations are {known_activations()}"
         ) from None
-    return _module(record, sharing, param_dtype, **kwargs)
+    record.split(kwargs)  # unknown arguments fail here, where they were passed
+    return Activation(record, sharing, param_dtype, tuple(kwargs.items()))
 
 
 __all__ = [
