@@ -33,12 +33,10 @@ from cpaf_jax.activations.swish import SWISH_FAMILY
 class Activation(nn.Module):
     """The Linen module of any ``ActivationFamily``.
 
-    Attributes:
-      family: the record.
-      sharing: ``"element"``, ``"channel"``, ``"shared"`` or feature axes (``None``: the
-        family's default).
-      param_dtype: dtype of the parameters.
-      kwargs: ``(name, value)`` pairs of the family's options and ``<param>_init`` values.
+    Its fields: ``family``, the record; ``sharing``, ``"element"``, ``"channel"``,
+    ``"shared"`` or feature axes (``None``: the family's default); ``param_dtype``, the
+    parameters' dtype; ``kwargs``, ``(name, value)`` pairs of the family's options and
+    ``<param>_init`` values.
 
     The named layers below (``CPAF``, ``PReLU``...) are this module with the family's options
     as fields; they only map those fields to the record (``spec``).

@@ -1,5 +1,5 @@
 """Fit-to-target initialisation: the parameters of an activation family that best match a
-given function on an interval.
+given function on an interval::
 
     fam = cpaf_jax.family("cpaf_sigmoid")
     res = cpaf_jax.fit_curve("tanh", fam, k=4)                  # CPAF-sigmoid ~ tanh

@@ -157,3 +157,37 @@ def test_inspect_reads_every_family(name):
         ((ab),) = pairs.values()
         np.testing.assert_array_equal(ab[..., 0], np.asarray(m.a[...]))
         np.testing.assert_array_equal(ab[..., 1], np.asarray(m.b[...]))
+
+
+def test_a_new_family_is_one_record(monkeypatch):
+    # A user's family: a scaled softplus with a learned scale, no module class of its own.
+    from cpaf_jax.activations import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    def scaled_softplus(x, s):
+        return s.astype(x.dtype) * jax.nn.softplus(x)
+
+    record = cpaf_jax.ActivationFamily(
+        name="scaled_softplus",
+        apply=scaled_softplus,
+        params=("s",),
+        coeff_shapes=lambda: ((),),
+        init=lambda: (np.asarray(0.5),),
+        default_sharing="channel",
+        to_numpy=lambda s: lambda x: (s * np.logaddexp(0.0, x)).astype(np.asarray(x).dtype),
+    )
+    cpaf_jax.register_activation(record)
+    assert "scaled_softplus" in cpaf_jax.known_activations()
+    x = _x()
+    m = cpaf_jax.activation("scaled_softplus", FEATURES, sharing="channel")
+    assert isinstance(m, cpaf_jax.Activation) and m.s.shape == (3,)
+    np.testing.assert_allclose(m(x), 0.5 * jax.nn.softplus(x), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(m)(np.asarray(x)), m(x), rtol=1e-5, atol=1e-6)
+    lin = cl.activation("scaled_softplus")
+    np.testing.assert_allclose(lin.apply(lin.init(jax.random.key(0), x), x), m(x), rtol=1e-6)
+    assert set(learned_curves(m)) == {""}
+    fit = cpaf_jax.fit_curve(lambda u: 2.0 * jax.nn.softplus(u), record)
+    assert float(fit.params["s"]) == pytest.approx(2.0, abs=1e-4)
+    with pytest.raises(TypeError, match="unexpected argument"):
+        cpaf_jax.activation("scaled_softplus", FEATURES, k=3)
