@@ -126,6 +126,11 @@ def count_activation_params(model: nnx.Module) -> dict[str, int]:
       pairs over all terms, "layers": number of parametric activation modules}``. Pairs are
       counted for families with ``pairs`` (CPAF's (a, b)).
     """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(
+            f"count_activation_params expects an NNX module (a model or layer), got "
+            f"{type(model).__name__}"
+        )
     pairs = terms = layers = 0
     for _, node in nnx.iter_graph(model):
         if not isinstance(node, nnx.Module):

@@ -10,7 +10,7 @@ import pytest
 from test_data import write_idx_dataset
 
 from cpaf_jax.activations.export import to_numpy
-from cpaf_jax.experiments.cli import main
+from cpaf_jax.experiments.command import main
 from cpaf_jax.training.restore import restore_model
 
 TRAINED = ("apl", "pau", "swish", "elu_learned")
@@ -30,7 +30,7 @@ def runs(tmp_path_factory):
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_inspect_reports_all_four_layers(runs, name, capsys):
-    run_dir = runs / name / "seed0"
+    run_dir = runs / name
     capsys.readouterr()
     assert main(["inspect", str(run_dir), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out.split("\nplot: ")[0])
