@@ -162,7 +162,9 @@ def test_sweep_killed_in_its_second_epoch_resumes_without_retraining_the_first(t
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpts = killed / "cpaf_relu" / "checkpoints"
     deadline = time.monotonic() + 300
-    while not (ckpts / "1").is_dir():
+    # Orbax writes commit_success.txt last: before it the checkpoint is not complete (and a
+    # resume would rightly ignore it and start over).
+    while not (ckpts / "1" / "commit_success.txt").exists():
         assert proc.poll() is None, "the run ended before its first checkpoint"
         assert time.monotonic() < deadline
         time.sleep(0.02)
