@@ -23,3 +23,32 @@ def x64():
     """Runs the test with 64-bit types enabled, restoring the previous setting afterwards."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture
+def no_download(monkeypatch) -> dict[str, list]:
+    """The machine offline, and any tfds download an error: records what was attempted.
+
+    ``socket.getaddrinfo`` and ``socket.create_connection`` raise ``OSError`` as they do without a
+    network; ``download_tfds`` raises ``AssertionError``. Returns ``{"connect": [...],
+    "download": [...]}`` with the arguments of each attempt, for the test to assert on.
+    """
+    import socket
+
+    from cpaf_jax.data import datasets, tfds_source
+
+    attempts: dict[str, list] = {"connect": [], "download": []}
+
+    def offline(*args, **kwargs):
+        attempts["connect"].append(args)
+        raise OSError(101, "Network is unreachable (test: offline)")
+
+    def download(*args, **kwargs):
+        attempts["download"].append(args)
+        raise AssertionError(f"a download was attempted: download_tfds{args}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    monkeypatch.setattr(socket, "create_connection", offline)
+    monkeypatch.setattr(datasets, "download_tfds", download)
+    monkeypatch.setattr(tfds_source, "download_tfds", download)
+    return attempts

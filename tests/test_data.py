@@ -10,11 +10,12 @@ import gzip
 import io
 import os
 import pickle
+import socket
 import struct
 import subprocess
 import sys
 import tarfile
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,8 @@ from cpaf_jax.data import (
     read_cifar,
     read_idx,
 )
+from cpaf_jax.data import datasets as datasets_module
+from cpaf_jax.data.tfds_source import PROBE_HOST, network_reachable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -405,18 +408,25 @@ def test_dataset_validates_counts() -> None:
         Dataset("mnist", x, np.zeros(2, np.int32), x, np.zeros(3, np.int32), 10, "t", (0,), (1,))
 
 
+@pytest.mark.parametrize("tensorflow", [False, True])
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100"])
-def test_offline_without_data_fails_fast_with_instructions(tmp_path: Path, name: str) -> None:
+def test_offline_without_data_fails_with_instructions_and_no_download(
+    tmp_path: Path, name: str, tensorflow: bool, no_download: dict, monkeypatch
+) -> None:
+    # With TensorFlow (patched in: it is not a dependency) the 2-second probe runs and finds no
+    # network; without it nothing may even be probed. A download must never start.
+    monkeypatch.setattr(datasets_module, "tensorflow_available", lambda: tensorflow)
     data_dir, tfds_dir = tmp_path / "empty", tmp_path / "empty_tfds"
     data_dir.mkdir()
     tfds_dir.mkdir()
-    start = time.monotonic()
     with pytest.raises(DataError) as info:
         load_dataset(
             name, data_dir=data_dir, system_dirs=[], tfds_data_dir=tfds_dir, allow_download=None
         )
-    elapsed = time.monotonic() - start
-    assert elapsed < 5.0, f"took {elapsed:.1f} s to give up"
+    assert no_download["download"] == []
+    assert no_download["connect"] == ([(PROBE_HOST,)] if tensorflow else [])
+    why = "no network" if tensorflow else "TensorFlow is not installed"
+    assert f"not downloading: {why}" in str(info.value)
     message = str(info.value)
     assert "three ways" in message
     assert str(data_dir) in message and str(tfds_dir) in message
@@ -432,9 +442,53 @@ def test_offline_without_data_fails_fast_with_instructions(tmp_path: Path, name:
         assert "cifar-100-python.tar.gz" in message
 
 
-def test_download_disabled_says_so(tmp_path: Path) -> None:
+def test_download_disabled_says_so(tmp_path: Path, no_download: dict, monkeypatch) -> None:
+    monkeypatch.setattr(datasets_module, "tensorflow_available", lambda: True)
     with pytest.raises(DataError, match=r"allow_download=False"):
         load_dataset("mnist", allow_download=False, **isolated(tmp_path))
+    assert no_download == {"connect": [], "download": []}  # not even probed
+
+
+def test_download_allowed_calls_tfds_once_and_reports_its_failure(
+    tmp_path: Path, monkeypatch
+) -> None:
+    calls = []
+    monkeypatch.setattr(
+        datasets_module, "download_tfds", lambda name, where: calls.append((name, where))
+    )
+    monkeypatch.setattr(datasets_module, "tensorflow_available", lambda: True)
+    # allow_download=True skips the probe; the (patched) download leaves nothing readable, so
+    # the read that follows fails with a DataError naming the TFDS directory.
+    with pytest.raises(DataError, match="empty_tfds"):
+        load_dataset("mnist", allow_download=True, **isolated(tmp_path))
+    assert calls == [("mnist", str(tmp_path / "empty_tfds"))]
+
+
+def test_network_probe_gives_up_when_dns_blocks(monkeypatch) -> None:
+    """Offline, a DNS lookup can block for minutes: the probe must answer False without it.
+
+    The fake connect blocks until released; if the probe waited for it to end it would see a
+    successful connection (True), so a probe that is not bounded fails this test.
+    """
+    release = threading.Event()
+
+    class _Connected:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def blocking_connect(host, timeout=None):
+        if release.wait(timeout=60):
+            raise OSError("released after the probe gave up")
+        return _Connected()
+
+    monkeypatch.setattr(socket, "create_connection", blocking_connect)
+    try:
+        assert network_reachable(("example.invalid", 80), timeout=0.05) is False
+    finally:
+        release.set()
 
 
 # --------------------------------------------------------------------------- TFDS
@@ -465,7 +519,8 @@ def test_tfds_data_source_path_with_mock_data(tmp_path: Path, name: str, shape: 
     instead of metadata files. The mock's ``__getitems__`` is broken (it is not bound to the
     mock), so the reader deliberately uses plain ``__getitem__``.
     """
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds  # a core dependency: an ImportError here is a failure
+
     tfds_dir = tmp_path / "tfds"
     _fake_prepared(tfds_dir, name)
     with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
