@@ -3,7 +3,8 @@ weights only.
 
 Activation parameters are the ``ActivationParam`` variables (CPAF's a and b, PReLU's alpha,
 APL/PAU/Swish coefficients); everything else in ``nnx.Param`` is a weight. Decaying a and b
-towards zero would pull every CPAF term towards a flat line, so decay applies to weights alone.
+towards zero would pull every CPAF term towards a flat line, so decay applies to weights alone,
+and of those not to biases (as in AdamW practice: a bias sets an offset, not a scale).
 """
 
 from __future__ import annotations
@@ -34,9 +35,17 @@ def param_labels(params) -> object:
     )
 
 
+def _is_bias(path) -> bool:
+    return any(getattr(k, "key", None) == "bias" for k in path)
+
+
 def weight_mask(params) -> object:
-    """True for weights, False for activation parameters (for weight-decay masks)."""
-    return jax.tree.map(lambda v: not isinstance(v, ActivationParam), params, is_leaf=_is_var)
+    """True where weight decay applies: weights but not biases; False for activation params."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, v: not isinstance(v, ActivationParam) and not _is_bias(path),
+        params,
+        is_leaf=_is_var,
+    )
 
 
 def grouped_optimizer(
@@ -52,7 +61,8 @@ def grouped_optimizer(
       name: ``"adam"``, ``"rmsprop"`` or ``"sgd"`` (see ``train_state.make_optimizer``).
       learning_rate: for the weights.
       activation_lr: for activation parameters; ``None`` uses ``learning_rate``.
-      weight_decay: decoupled weight decay (AdamW style: ``-lr * wd * w``) on weights only.
+      weight_decay: decoupled weight decay (AdamW style: ``-lr * wd * w``) on weights other
+        than biases; for SGD, the same ``wd * w`` added to the gradient.
 
     Returns:
       an optax transformation over an ``nnx.State`` of parameters. Both groups keep their
@@ -62,24 +72,21 @@ def grouped_optimizer(
 
     def weights_tx():
         tx = make_optimizer(name, learning_rate)
-        if weight_decay:
-            tx = (
-                optax.chain(
-                    optax.add_decayed_weights(weight_decay),
-                    tx,
-                )
-                if name == "sgd"
-                else optax.chain(tx, _decoupled_decay(weight_decay, learning_rate))
-            )
-        return tx
+        if not weight_decay:
+            return tx
+        if name == "sgd":  # for plain SGD, L2 in the gradient is the decoupled decay
+            return optax.chain(_add_scaled_weights(weight_decay), tx)
+        return optax.chain(tx, _add_scaled_weights(-learning_rate * weight_decay))
 
     return optax.multi_transform(
         {WEIGHT: weights_tx(), ACTIVATION: make_optimizer(name, act_lr)}, param_labels
     )
 
 
-def _decoupled_decay(weight_decay: float, learning_rate: float) -> optax.GradientTransformation:
-    # AdamW adds -lr * wd * w after the adaptive scaling, independent of the gradient's scale.
+def _add_scaled_weights(scale: float) -> optax.GradientTransformation:
+    """``u + scale * w`` for every weight but biases (AdamW: ``scale = -lr * wd``, after the
+    adaptive scaling, independent of the gradient's scale)."""
+
     def init(params):
         del params
         return optax.EmptyState()
@@ -87,7 +94,9 @@ def _decoupled_decay(weight_decay: float, learning_rate: float) -> optax.Gradien
     def update(updates, state, params):
         if params is None:
             raise ValueError("weight decay needs the parameters: call tx.update(g, s, params)")
-        updates = jax.tree.map(lambda u, p: u - learning_rate * weight_decay * p, updates, params)
+        updates = jax.tree_util.tree_map_with_path(
+            lambda path, u, p: u if _is_bias(path) else u + scale * p, updates, params
+        )
         return updates, state
 
     return optax.GradientTransformation(init, update)
