@@ -1,5 +1,7 @@
 """``python -m benchmarks [--quick | --smoke] [--out DIR] [--only SECTION ...]``.
 
+Every JSON records ``cpaf_jax.provenance.provenance()`` (commit, dirty flag, machine, command)
+under ``"provenance"``; ``python -m benchmarks.report`` re-renders ``BENCHMARKS.md`` from it.
 Without ``--out`` it writes ``BENCHMARKS.md`` at the repository root, the JSON it cites at
 ``benchmarks/BENCHMARKS.json`` and a time-stamped copy under ``benchmarks/results/``. With
 ``--out DIR`` both files go to ``DIR``.
@@ -13,6 +15,7 @@ import time
 
 from benchmarks import activation, epoch, loop_strategy, machine, report, torch_peer, train_step
 from cpaf_jax import compile_options
+from cpaf_jax.provenance import provenance
 from cpaf_jax.training.meshes import split_cpu
 
 _RUNNERS = {
@@ -27,7 +30,7 @@ _RUNNERS = {
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="about two minutes")
+    g.add_argument("--quick", action="store_true", help="fewer rounds, steps and images")
     g.add_argument("--smoke", action="store_true", help="tiny; checks the suite runs")
     p.add_argument("--out", help="directory for BENCHMARKS.md and BENCHMARKS.json")
     p.add_argument("--only", nargs="+", choices=sorted(_RUNNERS), help="run these sections")
@@ -37,6 +40,11 @@ def main(argv=None) -> dict:
     # before; the rows that say so split the batch over all of them.
     split_cpu()
     results = {"mode": mode, "machine": machine.describe(), "sections": {}, "seconds": {}}
+    # Commit, dirty flag, machine and the command that reproduces this run (argv given: as if
+    # typed), taken before the sections run.
+    results["provenance"] = provenance(
+        None if argv is None else ["python", "-m", "benchmarks", *argv]
+    )
     results["compiler_options"] = compile_options.compiler_options()
     for name, fn in _RUNNERS.items():
         if args.only and name not in args.only:

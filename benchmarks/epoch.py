@@ -1,4 +1,4 @@
-"""Section 4: a whole epoch of FashionNet through ``cpaf_jax.training.loop.fit`` against its
+"""Section 4: a whole epoch of FashionNet through ``cpaf_jax.training.fit`` against its
 steps alone.
 
 ``fit`` runs with ``progress=False, out_dir=None`` on the real Fashion-MNIST (a subset in the
@@ -21,8 +21,8 @@ import jax
 from benchmarks.train_step import StepRunner
 from cpaf_jax.data import load_dataset
 from cpaf_jax.models import build_model
-from cpaf_jax.training.loop import FitConfig, data_parallel_mesh, fit
-from cpaf_jax.training.state import make_optimizer
+from cpaf_jax.training import FitConfig, fit
+from cpaf_jax.training.optim import make_optimizer
 
 
 def run(mode: str) -> dict:
@@ -48,7 +48,7 @@ def run(mode: str) -> dict:
             log_every=50,
             eval_batch_size=1000,
         )
-        # The step alone placed as fit placed it (one device unless data_parallel is set).
+        # The step alone placed as fit places it (one device).
         runner = StepRunner(
             "fashion_mnist",
             act,
@@ -56,7 +56,7 @@ def run(mode: str) -> dict:
             (28, 28, 1),
             "adam",
             n_data=len(ds.train_labels),
-            mesh=data_parallel_mesh(cfg),
+            mesh=None,
         )
         jax.block_until_ready(runner())  # compile
         steps = len(ds.train_labels) // batch

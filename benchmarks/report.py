@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+
+from cpaf_jax.provenance import describe
 
 SECTIONS = ("activation", "train_step", "memory", "epoch", "torch_peer", "loop_strategy")
 
@@ -31,11 +34,13 @@ def markdown(results: dict) -> str:
     out = [
         "# cpaf-jax benchmarks",
         "",
+        describe(results.get("provenance")),
+        "",
         f"Mode `{results['mode']}`; {m['cpu_model']}, {m['cpu_count']} cores (load average at "
         f"start {m['load_average']}); backend {m['backend']} ({m['device_kind']}); jax "
         f"{v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, optax {v['optax']}, torch "
         f"{v['torch']}. Raw numbers: `{results.get('json_path', 'BENCHMARKS.json')}`; rerun with "
-        "`python -m benchmarks` (`--quick` for a two-minute run).",
+        "`python -m benchmarks` (`--quick` for a shorter run).",
         "",
         "Variants are timed interleaved in one process, in repeated rounds; times are the "
         "minimum over rounds. Ratios to ReLU are taken within each round and given as the "
@@ -236,10 +241,10 @@ def markdown(results: dict) -> str:
             out += [
                 f"torch {t['torch_version']}, `torch.set_num_threads({t['torch_threads']})`;"
                 " NCHW; CPAF as a plain PyTorch module with per-element `a`, `b` "
-                "`[*F, 2]`. `jax` rows: one JAX device using every core (what `loop.fit` runs "
+                "`[*F, 2]`. `jax` rows: one JAX device using every core (what `fit` runs "
                 "by default); `batch split` rows: the batch split over one CPU device per core "
-                "(`FitConfig(data_parallel=True)`); `XLA defaults` rows: the `jax` step compiled "
-                "without `cpaf_jax.compile_options`.",
+                "(the engine's `data_parallel` strategy); `XLA defaults` rows: the `jax` step "
+                "compiled without `cpaf_jax.compile_options`.",
                 "",
             ]
             rows = [
@@ -295,8 +300,28 @@ def write(results: dict, md_path: str, json_paths: list[str]) -> None:
     results = dict(
         results, json_path=os.path.relpath(json_paths[0], os.path.dirname(os.path.abspath(md_path)))
     )
+    # Rendered from the JSON as written, so re-rendering the committed JSON gives the same bytes.
+    results = json.loads(json.dumps(results, default=str))
     with open(md_path, "w") as f:
         f.write(markdown(results))
     for p in json_paths:
         with open(p, "w") as f:
             json.dump(results, f, indent=1, default=str)
+
+
+def render(json_path: str, md_path: str) -> None:
+    """Rewrites ``md_path`` from the results at ``json_path``, running nothing."""
+    with open(json_path) as f:
+        text = markdown(json.load(f))
+    with open(md_path, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    # python -m benchmarks.report [JSON [MD]]: BENCHMARKS.md again from BENCHMARKS.json.
+    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    _args = sys.argv[1:] + [None, None]
+    render(
+        _args[0] or os.path.join(_root, "benchmarks", "BENCHMARKS.json"),
+        _args[1] or os.path.join(_root, "BENCHMARKS.md"),
+    )

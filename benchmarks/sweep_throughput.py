@@ -16,6 +16,7 @@ after one warm-up (compile) step, best of ``--repeats`` round-robin timings of a
 ``sweep_throughput.json`` into ``--out``.
 
     python -m benchmarks.sweep_throughput [--out benchmarks] [--quick]
+    python -m benchmarks.sweep_throughput --render   # the table again from the JSON
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ import numpy as np
 
 from cpaf_jax import compile_options
 from cpaf_jax.data import load_dataset
+from cpaf_jax.provenance import describe, provenance
+from cpaf_jax.training import SweepMember, build_member_states, member_epoch_indices
 from cpaf_jax.training.executors import SweepProgram, make_executor, rule_strategy
 from cpaf_jax.training.meshes import split_cpu, sweep_mesh
 from cpaf_jax.training.state import row_step
-from cpaf_jax.training.sweep import SweepMember, build_member_states, member_epoch_indices
 
 KIND = "fashion_mnist"
 
@@ -124,7 +126,18 @@ def main(argv=None) -> None:
         default=40,
         help="at least this many member-steps per timed window (default 40)",
     )
+    ap.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite sweep_throughput.md in --out from its sweep_throughput.json",
+    )
     args = ap.parse_args(argv)
+    if args.render:
+        with open(os.path.join(args.out, "sweep_throughput.json")) as f:
+            text = markdown(json.load(f))
+        with open(os.path.join(args.out, "sweep_throughput.md"), "w") as f:
+            f.write(text)
+        return
     ms = args.members or ([1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16, 32])
     steps = args.steps or (3 if args.quick else 5)
     repeats = args.repeats or 5
@@ -162,20 +175,36 @@ def main(argv=None) -> None:
         "model": KIND,
         "steps": steps,
         "repeats": repeats,
+        "chunk": args.chunk,
         "quick": args.quick,
-        "load_average": os.getloadavg(),
+        "load_average": list(os.getloadavg()),
     }
+    # The command that reproduces the table (argv given: as if typed), commit and machine.
+    cmd = None if argv is None else ["python", "-m", "benchmarks.sweep_throughput", *argv]
+    data = {"provenance": provenance(cmd), "meta": meta, "rows": rows}
     with open(os.path.join(args.out, "sweep_throughput.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+        json.dump(data, f, indent=2)
+    text = markdown(data)
+    with open(os.path.join(args.out, "sweep_throughput.md"), "w") as f:
+        f.write(text)
+    print(text, end="")
+
+
+def markdown(data: dict) -> str:
+    """``sweep_throughput.md`` from the JSON ``main`` writes (re-rendered in CI, byte for byte)."""
+    meta, rows = data["meta"], data["rows"]
     cols = ["sequential", "vmap", "chunked", "loop", "auto"]
     lines = [
         f"# Sweep throughput ({meta['backend']}, {meta['cpus']} CPUs, FashionNet, batch 128)",
+        "",
+        describe(data.get("provenance")),
         "",
         "member-steps/s, and in brackets the ratio to the sequential loop of the same members",
         "(each member its own jitted step on the default device, one after another: what M",
         "separate runs do). The strategies run on the sweep mesh of "
         f"{meta['sweep_mesh_devices']} device(s);",
-        f"chunked = chunks of {args.chunk}; auto = the rule's choice on this backend.",
+        # Runs before "chunk" was recorded used the default, 4.
+        f"chunked = chunks of {meta.get('chunk', 4)}; auto = the rule's choice on this backend.",
         "",
         "| activation | M | auto picks | " + " | ".join(cols) + " |",
         "|---|---:|---|" + "---:|" * len(cols),
@@ -188,10 +217,8 @@ def main(argv=None) -> None:
             + " | ".join(cells)
             + " |"
         )
-    lines += ["", f"load average during the run: {meta['load_average']}"]
-    with open(os.path.join(args.out, "sweep_throughput.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += ["", f"load average during the run: {list(meta['load_average'])}"]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def run(mode: str) -> dict:
     acts = ("relu",) if mode == "smoke" else ("relu", "cpaf_relu", "cpaf_sigmoid")
     fns = {}
     devices = jax.local_devices()
-    # FitConfig(data_parallel=True) with one CPU device per core (python -m train makes them).
+    # The engine's data_parallel strategy, one CPU device per core (python -m train makes them).
     mesh = shd.data_mesh(devices) if len(devices) > 1 and batch % len(devices) == 0 else None
     for a in acts:
         fns[("jax", a)] = StepRunner("fashion_mnist", a, batch, (28, 28, 1), "adam")

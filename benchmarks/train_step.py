@@ -21,7 +21,8 @@ from cpaf_jax import compile_options
 from cpaf_jax.models import build_model
 from cpaf_jax.ops import fused_pool as pooling
 from cpaf_jax.training import meshes as shd
-from cpaf_jax.training.state import init_state, make_optimizer, make_train_step
+from cpaf_jax.training.optim import make_optimizer
+from cpaf_jax.training.state import init_state, make_train_step
 
 NETWORKS = {
     # name: (build_model kind, kwargs, input shape, optimizer, activations)

@@ -2,11 +2,11 @@
 
 On XLA:CPU, jaxlib 0.10 hands convolutions, dots and some reductions to YNNPACK ("YNN
 fusions") by default. For the paper's small conv nets these ran on one thread each (seen in
-a profile), and the Fashion-MNIST training step (batch 128, 2 cores) took 22.5 ms with them
-against 9.8 ms with them turned off, where XLA's own (Eigen) convolutions use every core;
-CPAF-ReLU 27.3 against 13.5 ms, CPAF-sigmoid 30.3 against 16.1 ms. With YNN on, the step was
-also 3-4 ms slower once its update was made conditional on a finite loss, which cost nothing
-without it. Section 5 of ``python -m benchmarks`` times both settings side by side.
+a profile), while XLA's own (Eigen) convolutions use every core, so the training steps were
+slower with them. Section 5 of ``BENCHMARKS.md`` (``python -m benchmarks``) times both
+settings side by side: its ``XLA defaults`` rows are the same steps compiled without these
+options. (History: the first measurement, and a conditional update that cost time only with
+YNN on, are in commit b18187f.)
 
 Every program this package compiles goes through ``jit`` here, so ``fit``, sweeps,
 benchmarks and evaluation all run with the same options. For your own ``jax.jit`` calls, pass

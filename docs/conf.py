@@ -51,12 +51,18 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 
 # Tutorials: executed at every build; a failing cell fails the build.
-myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "substitution"]
 nb_execution_mode = "force"
 nb_execution_timeout = 300
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+
+# Measured figures in the prose ({{ name }}) come from the committed benchmark runs, read here at
+# every build (benchmarks/doc_figures.py); none is typed by hand.
+from benchmarks.doc_figures import figures  # noqa: E402
+
+myst_substitutions = figures()
 
 html_theme = "furo"
 html_title = "cpaf-jax"

@@ -31,6 +31,8 @@ def test_benchmark_suite_smoke(tmp_path):
         "## 6. Loop strategy",
     ):
         assert heading in md
+    assert data["provenance"]["command"].startswith("python -m benchmarks --smoke")
+    assert "commit" in data["provenance"] and data["provenance"]["timestamp_utc"]
     machine = data["machine"]
     assert machine["cpu_count"] >= 1 and machine["cpu_model"]
     assert machine["versions"]["jax"] and machine["backend"]
@@ -88,4 +90,5 @@ def test_sweep_throughput_smoke(tmp_path):
         assert ratios["sequential"] == 1.0 and all(v > 0 for v in ratios.values())
     if data["meta"]["backend"] == "cpu":  # split_cpu: one device per core
         assert data["meta"]["sweep_mesh_devices"] == (os.cpu_count() or 1)
+    assert "-m benchmarks.sweep_throughput" in data["provenance"]["command"]
     assert "| relu | 2 |" in (tmp_path / "sweep_throughput.md").read_text()

@@ -292,6 +292,53 @@ def test_cifar_wrong_shape_and_keys(tmp_path: Path) -> None:
         read_cifar(write_cifar_archive(tmp_path / "keys", "cifar100", batches), "cifar100")
 
 
+class _RunsShell:
+    """Unpickles as ``os.system(command)``: what a malicious batch file would carry."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("form", ["folder", "archive"])
+def test_cifar_pickle_cannot_run_code(tmp_path: Path, form: str) -> None:
+    marker = tmp_path / "pwned"
+    batches, _, _ = cifar_batches("cifar10")
+    batches["data_batch_1"][b"labels"] = _RunsShell(f"touch {marker}")
+    writer = write_cifar_folder if form == "folder" else write_cifar_archive
+    path = writer(tmp_path / form, "cifar10", batches)
+    with pytest.raises(DataError, match=r"data_batch_1.*refers to posix\.system"):
+        read_cifar(path, "cifar10")
+    assert not marker.exists()
+
+
+def test_cifar_pickle_refuses_other_globals_and_codecs(tmp_path: Path) -> None:
+    batches, _, _ = cifar_batches("cifar10")
+    folder = write_cifar_folder(tmp_path, "cifar10", batches)
+    # builtins.eval through a GLOBAL opcode written by hand (protocol 0).
+    (folder / "test_batch").write_bytes(b"cbuiltins\neval\n(V1+1\ntR.")
+    with pytest.raises(DataError, match=r"test_batch.*builtins\.eval"):
+        read_cifar(folder, "cifar10")
+    # _codecs.encode is admitted for protocol 2's bytes, but only with latin1.
+    (folder / "test_batch").write_bytes(b"c_codecs\nencode\n(Vabc\nVrot13\ntR.")
+    with pytest.raises(DataError, match="rot13"):
+        read_cifar(folder, "cifar10")
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_pickle_protocols_still_load(tmp_path: Path, protocol: int) -> None:
+    batches, images, labels = cifar_batches("cifar10")
+    folder = tmp_path / _CIFAR_FOLDER["cifar10"]
+    folder.mkdir()
+    for member, batch in batches.items():
+        (folder / member).write_bytes(pickle.dumps(batch, protocol=protocol))
+    train_x, train_y, test_x, test_y = read_cifar(folder, "cifar10")
+    np.testing.assert_array_equal(np.concatenate([train_x, test_x]), images)
+    np.testing.assert_array_equal(np.concatenate([train_y, test_y]), labels)
+
+
 def test_cifar_missing_path_and_bad_name(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         read_cifar(tmp_path / "cifar-10-python.tar.gz", "cifar10")

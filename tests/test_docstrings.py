@@ -62,7 +62,7 @@ def _takes_arrays(fn) -> bool:
 def test_every_module_is_found():
     for expected in (
         "cpaf_jax.ops.functional",
-        "cpaf_jax.training.sweep",
+        "cpaf_jax.training.engine",
         "cpaf_jax.data.idx",
         "cpaf_jax.experiments.cli",
     ):

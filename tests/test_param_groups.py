@@ -137,10 +137,13 @@ def test_adamw_two_steps_match_a_float64_numpy_reference():
         a1, a2 = _numpy_adam(gs, rate)
         w1 = w0 + a1 - rate * decay * w0  # AdamW: the decay uses the weight of that step
         w2 = w1 + a2 - rate * decay * w1
-        # Float32 parameters: the reference's last digits are beyond them.
-        np.testing.assert_allclose(got, w2, rtol=2e-6, atol=1e-7, err_msg=path)
-        if kind(path) == "kernel":  # the decay is large enough here to be seen at that tolerance
-            assert np.max(np.abs(rate * decay * w0)) > 1e-4
+        # optax runs in float32 and forms Adam's bias corrections there (1 - 0.999 in float32
+        # is 1.3e-5 off, so an update is up to ~1e-5 off relative): allow 2e-5 of each of the
+        # two updates, plus the rounding of the float32 parameters.
+        atol = 2 * 2e-5 * rate + 2.0**-23 * float(np.abs(w0).max())
+        np.testing.assert_allclose(got, w2, rtol=0, atol=atol, err_msg=path)
+        if kind(path) == "kernel":  # the decay is far beyond that tolerance
+            assert np.max(np.abs(rate * decay * w0)) > 100 * atol
 
 
 def test_grouped_adam_keeps_activation_params_fixed_with_zero_lr():

@@ -389,11 +389,12 @@ def test_recomputing_the_sigmoid_terms_lowers_the_training_step_memory(monkeypat
     # output, the step's peak; recomputing them keeps one (y), and the backward pass holds
     # the terms of half the batch at a time.
 
+    from cpaf_jax.training import optim
     from cpaf_jax.training import state as train_state
 
     def step_bytes():
         model = models.build_model("fashion_mnist", "cpaf_sigmoid", seed=0)
-        tx = train_state.make_optimizer("adam", 1e-3)
+        tx = optim.make_optimizer("adam", 1e-3)
         graphdef, state = train_state.init_state(model, tx, 0)
         step = jax.jit(train_state.make_train_step(graphdef, tx), donate_argnums=0)
         images, labels = jnp.zeros((128, 28, 28, 1)), jnp.zeros((128,), jnp.int32)

@@ -1,5 +1,5 @@
-"""Tests of cpaf_jax.training.sweep: members reproduce single runs, are isolated, and every
-strategy and the sharded sweep give the same results.
+"""Tests of the training engine's sweeps (``cpaf_jax.training``): members reproduce single
+runs, are isolated, and every strategy and the sharded sweep give the same results.
 
 Small and fast on 2 CPU cores: 512 real Fashion-MNIST training images (4 steps of 128 per
 epoch), 256 test images, 1 epoch; compiled sweeps are shared through module fixtures.
@@ -28,15 +28,18 @@ import pytest
 from cpaf_jax import compile_options
 from cpaf_jax.data import Dataset, load_dataset
 from cpaf_jax.data.datasets import DataError
-from cpaf_jax.training.loop import FitConfig, fit
-from cpaf_jax.training.state import make_optimizer, make_train_step
-from cpaf_jax.training.sweep import (
+from cpaf_jax.training import (
+    FitConfig,
     SweepMember,
     build_member_model,
-    build_member_states,
+    fit,
+    init_states,
+    make_optimizer,
     member_epoch_indices,
     run_sweep,
 )
+from cpaf_jax.training.members import member_tx
+from cpaf_jax.training.state import make_train_step
 
 # The paper's 4.1 network (conv 16-8-4-2) on Fashion-MNIST images: the same code paths as
 # FashionNet at a fraction of the compile time.
@@ -142,7 +145,10 @@ def test_diverging_member_is_isolated_and_frozen(sweeps, small):
         assert any(r["kind"] == "diverged" and r["step"] == f for r in res.history[1])
     # Frozen: its final params are those after exactly f good steps of its own run.
     f = sweeps["loop"].failed_step[1]
-    graphdef, tx, (state,) = build_member_states(KIND, ACT, [BAD], optimizer=OPT)
+    graphdef, (state,) = init_states(
+        [BAD], lambda m: build_member_model(KIND, ACT, m), member_tx(OPT)
+    )
+    tx = member_tx(OPT)(BAD)
     step = compile_options.jit(make_train_step(graphdef, tx))  # as the sweep compiles it
     idx = member_epoch_indices([BAD.seed], 0, len(small.train_labels), 4, 128)[0]
     images, labels = jax.numpy.asarray(small.train_images), jax.numpy.asarray(small.train_labels)
@@ -189,7 +195,7 @@ def test_auto_is_loop_on_cpu_and_errors():
     # 512 MiB per member, 90% of 4 GiB usable: 8 members do not fit, 4 do.
     assert rule_strategy("gpu", 8, 1, lambda c: c << 29, 4 << 30) == ("chunked", 4)
     with pytest.raises(ValueError, match="no parameters"):
-        build_member_states(KIND, "relu", [SweepMember(0, a_init=1.0)])
+        build_member_model(KIND, "relu", SweepMember(0, a_init=1.0))
     with pytest.raises(ValueError, match="unknown strategy"):
         _sweep(_synthetic(), GOOD[:1], "fastest")
 
@@ -200,15 +206,14 @@ _SHARDED_SCRIPT = textwrap.dedent(
     import jax
     jax.config.update("jax_num_cpu_devices", 8)
     import numpy as np
-    from cpaf_jax.data import Dataset, load_dataset
+    from cpaf_jax.data import load_dataset
     from cpaf_jax.training.meshes import data_mesh, data_parallel_train_step, member_mesh, replicate
     from cpaf_jax.training.meshes import shard_batch
-    from cpaf_jax.training.sweep import (
-        SweepMember,
-        build_member_states,
-        member_epoch_indices,
-        run_sweep,
+    from cpaf_jax.training import (
+        FitConfig, SweepMember, build_member_model, init_states, member_epoch_indices, run_sweep,
+        train,
     )
+    from cpaf_jax.training.members import member_tx
 
     assert jax.device_count() == 8, jax.devices()
     kind, act = "mnist_features", "cpaf_sigmoid"
@@ -230,7 +235,9 @@ _SHARDED_SCRIPT = textwrap.dedent(
         out[name] = {"params": [np.asarray(x).tolist() for x in jax.tree.leaves(res.params)],
                      "loss": res.test_loss.tolist(), "n": int(res.state.step.shape[0])}
     # Data parallel: member 0's two steps with its batch split over the 8 devices.
-    g, tx, (s0,) = build_member_states(kind, act, members[:1], optimizer="sgd")
+    g, (s0,) = init_states(members[:1], lambda m: build_member_model(kind, act, m),
+                           member_tx("sgd"))
+    tx = member_tx("sgd")(members[0])
     idx = member_epoch_indices([0], 0, 256, 2, 128)[0]
     mesh = data_mesh()
     step = data_parallel_train_step(g, tx, mesh)
@@ -238,15 +245,14 @@ _SHARDED_SCRIPT = textwrap.dedent(
     for i in range(2):
         state = step(state, x, y, shard_batch(idx[i], mesh))
     out["dp"] = [np.asarray(v).tolist() for v in jax.tree.leaves(state.params)]
-    # fit's own data parallelism: member 0 as a whole fit run, its batches split over 8.
-    from cpaf_jax.training.loop import FitConfig, fit
-    from cpaf_jax.training.sweep import build_member_model
-    from cpaf_jax.training.state import make_optimizer
-    cfg = FitConfig(epochs=1, seed=0, eval_batch_size=128, progress=False, data_parallel=True)
-    r = fit(build_member_model(kind, act, members[0]), ds, make_optimizer("sgd", 0.05), cfg)
+    # The engine's data parallelism: member 0 as a whole run, its batches split over 8.
+    cfg = FitConfig(epochs=1, optimizer="sgd", eval_batch_size=128, progress=False,
+                    strategy="data_parallel")
+    res = train(members[:1], lambda m: build_member_model(kind, act, m), ds, cfg, mesh=mesh)
+    r = res.run(0)
     out["fit_dp"] = {"params": [np.asarray(v).tolist() for v in jax.tree.leaves(r.state.params)],
                      "loss": r.test_loss,
-                     "devices": len(jax.tree.leaves(r.state.params)[0].sharding.device_set)}
+                     "strategy": res.strategy, "steps": r.steps}
     json.dump(out, open(sys.argv[1], "w"))
     """
 )
@@ -279,7 +285,7 @@ def test_sharded_sweep_equals_unsharded(tmp_path, small):
     assert res["loop_spread"]["params"] == res["plain"]["params"]
     for a, b in zip(res["dp"], res["plain"]["params"], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b)[0], rtol=RTOL, atol=ATOL)
-    assert res["fit_dp"]["devices"] == 8
+    assert res["fit_dp"]["strategy"] == "data_parallel" and res["fit_dp"]["steps"] == 2
     for a, b in zip(res["fit_dp"]["params"], res["plain"]["params"], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b)[0], rtol=1e-4, atol=ATOL)
     np.testing.assert_allclose(res["fit_dp"]["loss"], res["plain"]["loss"][0], rtol=1e-4)

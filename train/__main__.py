@@ -2,7 +2,7 @@
 
 import sys
 
-from cpaf_jax.experiments.cli import main
+from cpaf_jax.experiments.command import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,8 +7,11 @@ plus ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100). They come as
 archive (members are streamed from the tar, nothing is extracted to disk) or the folder it
 extracts to (``cifar-10-batches-py`` / ``cifar-100-python``).
 
-Security: the format is Python pickle, and unpickling runs code chosen by whoever wrote the
-file. Only read files that came from the official archives (or that you made yourself).
+Security: the format is Python pickle, and a plain ``pickle.load`` runs code chosen by whoever
+wrote the file. The batches are read with a restricted unpickler (``_CifarUnpickler``) that
+resolves only the few globals the format needs (NumPy array and dtype reconstruction, and the
+``_codecs.encode`` that protocol-2 pickles use for ``bytes``); any other global is refused with
+a ``DataError`` before it is called.
 """
 
 from __future__ import annotations
@@ -80,9 +83,64 @@ def _decode_batch(obj: Any, label_key: bytes, where: str) -> tuple[np.ndarray, n
     return np.ascontiguousarray(images), labels.astype(np.int32)
 
 
-def _load_pickle(f: IO[bytes]) -> Any:
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` limited to what protocol-2 pickles of ``bytes`` call it with."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise DataError(
+            f"the pickle calls _codecs.encode({type(text).__name__}, {encoding!r}), which the "
+            "CIFAR format never does; refusing to load it. Use the official archive"
+        )
+    return text.encode("latin1")
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The globals a pickled NumPy array needs, under NumPy 1 and 2 module names."""
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # NumPy 1.x
+        from numpy.core import multiarray, numeric
+
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray}
+    allowed[("numpy", "dtype")] = np.dtype
+    for module in ("numpy.core", "numpy._core"):
+        allowed[(f"{module}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        # Protocol 5 writes contiguous arrays as (_frombuffer, (buffer, dtype, shape, order)).
+        allowed[(f"{module}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+_NUMPY_GLOBALS = _numpy_globals()
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickler that admits only dicts, lists, strings, bytes, numbers and NumPy arrays.
+
+    ``find_class`` is the only way a pickle reaches code; it returns objects from a fixed
+    table and raises ``DataError`` for anything else (``os.system``, ``builtins.eval``, ...),
+    so a crafted batch file cannot run anything.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        if (module, name) == ("builtins", "bytes"):  # protocol 2's empty bytes: bytes()
+            return bytes
+        found = _NUMPY_GLOBALS.get((module, name))
+        if found is None:
+            raise DataError(
+                f"the pickle refers to {module}.{name}, which the CIFAR format never uses "
+                "(only NumPy arrays, dicts, lists and strings); refusing to load it. Use the "
+                "official archive"
+            )
+        return found
+
+
+def _load_pickle(f: IO[bytes], where: str) -> Any:
     # encoding="bytes" because the official files were written by Python 2.
-    return pickle.load(f, encoding="bytes")
+    try:
+        return _CifarUnpickler(f, encoding="bytes").load()
+    except DataError as e:
+        raise DataError(f"CIFAR batch {where}: {e}") from None
 
 
 def _read_members(
@@ -95,7 +153,7 @@ def _read_members(
     images, labels = [], []
     for member in members:
         with open_member(member) as f:
-            obj = _load_pickle(f)
+            obj = _load_pickle(f, describe(member))
         x, y = _decode_batch(obj, label_key, describe(member))
         images.append(x)
         labels.append(y)
@@ -177,8 +235,9 @@ def read_cifar(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Read CIFAR-10 or CIFAR-100 from the official archive or its extracted folder.
 
-    Security: this unpickles the files, which can run arbitrary code. Only pass files from
-    the official archives (that *is* the official format) or that you wrote yourself.
+    Security: the files are unpickled with a restricted unpickler that resolves only NumPy's
+    array reconstruction; a file referring to any other global raises ``DataError`` and
+    nothing in it is called.
 
     Parameters
     ----------
@@ -204,8 +263,8 @@ def read_cifar(
     ValueError
         If ``name`` is not ``"cifar10"`` or ``"cifar100"``.
     DataError
-        If the path does not exist, the archive is corrupt, a member is missing, or a batch
-        has the wrong keys, shapes or dtypes.
+        If the path does not exist, the archive is corrupt, a member is missing, a batch
+        has the wrong keys, shapes or dtypes, or a pickle refers to anything but NumPy arrays.
     """
     if name not in CIFAR_LAYOUTS:
         raise ValueError(f"unknown CIFAR variant {name!r}; expected one of {sorted(CIFAR_LAYOUTS)}")

@@ -55,7 +55,7 @@ def normalize_images(
         raise ValueError(
             f"images of shape {images.shape} do not match {len(mean)}-channel statistics"
         )
-    # In-place float32 arithmetic: CIFAR's training set is 600 MB as float32, so avoid
+    # In-place float32 arithmetic: CIFAR's training set is 50000*32*32*3 float32s, so avoid
     # float64 temporaries and extra copies.
     out = images.astype(np.float32)
     out *= np.float32(1.0 / 255.0)

@@ -45,10 +45,13 @@ def layer_stats(model) -> dict[str, dict]:
 def main(argv: list[str]) -> int:
     """``python -m train inspect RUN_DIR [options]``; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m train inspect", description=__doc__)
-    p.add_argument("run_dir", help="a run's folder (e.g. runs/fashion_mnist/cpaf_relu/seed0)")
+    p.add_argument("run_dir", help="a run's folder (e.g. runs/fashion_mnist/cpaf_relu)")
     p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the last)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     args = p.parse_args(argv)
+    if not os.path.isdir(args.run_dir):  # checked first: restoring would create the folder
+        print(f"error: run folder {args.run_dir!r} does not exist", file=sys.stderr)
+        return 2
     from cpaf_jax.training.restore import restore_model
 
     try:
@@ -72,7 +75,7 @@ def main(argv: list[str]) -> int:
                         f"range [{t['min']:+.4f}, {t['max']:+.4f}]"
                     )
     curves = learned_curves(model)
-    if curves:
+    if curves and plots.available():
         path = os.path.join(args.run_dir, "inspect_shapes.png")
         plots.activation_shapes(curves, path, "learned activations vs initial")
         print(f"plot: {path}")

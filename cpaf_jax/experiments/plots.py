@@ -1,33 +1,69 @@
-"""The paper's figures from our runs: loss curves (Fig. 10/13/15), the 2-D feature scatter
-(Fig. 11), the learned (a, b) scatter (Fig. 14) and learned activation shapes (Fig. 6 style).
+"""The paper's figures from our runs: loss and accuracy curves (Fig. 10/13/15), the 2-D
+feature scatter (Fig. 11), the learned (a, b) scatter (Fig. 14) and learned activation shapes
+(Fig. 6 style).
 
-Every function takes plain data (records, arrays, models) and writes one PNG; matplotlib is
-imported lazily with the Agg backend so a headless machine needs no display.
+Every function takes plain data (records, arrays, models) and writes one PNG. matplotlib is
+the ``[plots]`` extra, imported only when a plot is drawn (with the Agg backend, so a headless
+machine needs no display). Callers ask :func:`available` first: without matplotlib it prints
+one line saying how to get the plots and returns False, and the run's other outputs are
+written as usual; a plot function called anyway raises :class:`PlotsUnavailable`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
+from typing import TextIO
 
 import numpy as np
 
+# The extra's name for an installed package; plain matplotlib serves a checkout just as well.
+INSTALL_HINT = 'pip install "cpaf-jax[plots]" (or pip install matplotlib)'
+
+
+class PlotsUnavailable(ImportError):
+    """matplotlib (the ``[plots]`` extra) is not installed."""
+
 
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise PlotsUnavailable(
+            f"plots need matplotlib, which is not installed ({e}); {INSTALL_HINT}"
+        ) from e
     return plt
 
 
-def loss_curves(runs: list[dict], path: str, title: str) -> str:
-    """Test loss against training step, one colour per activation, one line per seed.
+def available(*, explain: bool = True, file: TextIO | None = None) -> bool:
+    """Whether the plots can be drawn, i.e. matplotlib imports.
 
     Args:
-      runs: entries with ``activation``, ``seed`` and ``curve`` = list of ``[step, test_loss]``.
+      explain: when matplotlib is missing, print one line saying the plots are skipped and
+        how to get them.
+      file: where that line goes (default ``sys.stderr``).
+
+    Returns:
+      True when matplotlib imports; False otherwise (after the line, if ``explain``).
     """
+    try:
+        _plt()
+    except PlotsUnavailable:
+        if explain:
+            print(
+                f"plots skipped: matplotlib is not installed; to get them: {INSTALL_HINT}",
+                file=sys.stderr if file is None else file,
+            )
+        return False
+    return True
+
+
+def _seed_curves(runs: list[dict], key: str, scale: float, ylabel: str, path: str, title: str):
+    """One colour per activation, one line per seed, from ``run[key]`` = ``[[step, value]]``."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = {}
@@ -35,12 +71,12 @@ def loss_curves(runs: list[dict], path: str, title: str) -> str:
         act = run["activation"]
         if act not in colors:
             colors[act] = f"C{len(colors)}"
-        curve = np.asarray(run.get("curve") or [], float)
+        curve = np.asarray(run.get(key) or [], float)
         if curve.size == 0:
             continue
         ax.plot(
             curve[:, 0],
-            curve[:, 1],
+            curve[:, 1] * scale,
             color=colors[act],
             alpha=0.9 if run["seed"] == runs[0]["seed"] else 0.35,
             lw=1.2,
@@ -49,7 +85,7 @@ def loss_curves(runs: list[dict], path: str, title: str) -> str:
             else None,
         )
     ax.set_xlabel("training step")
-    ax.set_ylabel("test loss")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -57,6 +93,25 @@ def loss_curves(runs: list[dict], path: str, title: str) -> str:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def loss_curves(runs: list[dict], path: str, title: str) -> str:
+    """Test loss against training step, one colour per activation, one line per seed.
+
+    Args:
+      runs: entries with ``activation``, ``seed`` and ``curve`` = list of ``[step, test_loss]``.
+    """
+    return _seed_curves(runs, "curve", 1.0, "test loss", path, title)
+
+
+def accuracy_curves(runs: list[dict], path: str, title: str) -> str:
+    """Test accuracy (%) against training step, the companion of :func:`loss_curves`.
+
+    Args:
+      runs: entries with ``activation``, ``seed`` and ``acc_curve`` = list of
+        ``[step, test_accuracy]`` with accuracy a fraction in [0, 1] (plotted in percent).
+    """
+    return _seed_curves(runs, "acc_curve", 100.0, "test accuracy (%)", path, title)
 
 
 def feature_scatter(features: dict[str, tuple[np.ndarray, np.ndarray]], path: str) -> str:

@@ -27,6 +27,9 @@ from cpaf_jax.experiments.report import summary_by_activation
 SEVEN = ("prelu", "elu", "cpaf_sigmoid", "cpaf_relu", "relu", "sigmoid", "tanh")
 FOUR_1 = ("sigmoid", "relu", "cpaf_sigmoid", "cpaf_relu")
 ABLATION_ACTIVATION = "cpaf_relu"
+CIFAR_TRAIN_IMAGES = 50_000  # the official CIFAR-10/100 training sets
+# The checkout this package runs from; benchmarks/ sits next to cpaf_jax/ there.
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _cmd(args: list[str]) -> str:
@@ -76,6 +79,45 @@ def _pct(s: dict) -> str:
 
 def _loss(s: dict) -> str:
     return f"{s['mean']:.3f} ± {s['std']:.3f}" if s["n"] > 1 else f"{s['mean']:.3f}"
+
+
+def cifar_cost(bench_json: str | None = None) -> str:
+    """The CIFAR runs' expected cost on the benchmarked machine, read from its results.
+
+    Takes the training-step times of section 2 of ``BENCHMARKS.md`` from ``bench_json``
+    (default: ``benchmarks/BENCHMARKS.json`` of the checkout this package runs from), so the
+    figures always match the committed benchmark run. Without that file (an installed
+    package) the sentence points to the section instead.
+    """
+    path = bench_json or os.path.join(_REPO, "benchmarks", "BENCHMARKS.json")
+    try:
+        with open(path) as f:
+            bench = json.load(f)
+        rows = bench["sections"]["train_step"]["rows"]
+        cifar = [r for r in rows if r["network"].startswith("CifarNet")]
+        relu = [r for r in rows if r["activation"] == "relu"]
+        s1 = next(r for r in relu if r["network"].startswith("CifarNet S1"))
+        fash = next(r for r in relu if r["network"].startswith("FashionNet"))
+    except (OSError, ValueError, KeyError, StopIteration):
+        return (
+            "Expected cost: section 2 of `BENCHMARKS.md` (`python -m benchmarks`) times a "
+            "training step of each CIFAR structure."
+        )
+    epochs = get_config("cifar10", 1).epochs
+    hours = [epochs * CIFAR_TRAIN_IMAGES / r["batch"] * r["step_ms"] / 3.6e6 for r in cifar]
+    per_image = (s1["step_ms"] / s1["batch"]) / (fash["step_ms"] / fash["batch"])
+    m, commit = bench["machine"], (bench.get("provenance") or {}).get("commit")
+    at = f", commit `{commit[:12]}`" if commit else ""
+    return (
+        f"Expected cost, from section 2 of `BENCHMARKS.md` (`python -m benchmarks` on "
+        f"{m['cpu_model']}, {m['cpu_count']} cores{at}): a Structure 1 training step with ReLU "
+        f"took {s1['step_ms']:.2f} ms for {s1['batch']} images against {fash['step_ms']:.2f} ms "
+        f"for {fash['batch']} images of the 4.2 network, about {per_image:.0f} times the time "
+        f"per image; {epochs} epochs "
+        f"of {CIFAR_TRAIN_IMAGES:,} images is then {min(hours):.1f}-{max(hours):.1f} hours of "
+        "training steps per activation and seed on that machine (over the three structures "
+        "and their activations), so these runs want a GPU."
+    )
 
 
 def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
@@ -263,11 +305,8 @@ def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
     lines += [
         "```",
         "",
-        "Expected cost, from `BENCHMARKS.md` (`python -m benchmarks`, 2-core CPU): a "
-        "Structure 1 training step took 302 ms for 64 images against 31 ms for 128 images of "
-        "the 4.2 network, about 20 times the time per image; 100 epochs of 50,000 images is "
-        "then about 6-7 hours per activation and seed on that CPU, so these runs want a GPU. "
-        "Table 6's question is answered from the `time_to_accuracy` field of each run in "
+        cifar_cost()
+        + " Table 6's question is answered from the `time_to_accuracy` field of each run in "
         "`results.json`.",
         "",
     ]
@@ -335,6 +374,9 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from cpaf_jax.data import find_dataset
     from cpaf_jax.experiments.cli import main as train_main
+    from cpaf_jax.experiments.cli import split_cpu_devices
+
+    split_cpu_devices(0)
 
     mnist = find_dataset("mnist") is not None
     steps = plan(
@@ -346,7 +388,8 @@ def main(argv: list[str]) -> int:
         args.eval_every,
         args.features_epochs or args.epochs,
     )
-    extra = ["--resume"] if args.resume else []
+    # Each part's folder: continued with --resume, else replaced (only once it succeeds).
+    extra = ["--resume"] if args.resume else ["--overwrite"]
     extra += (["--train-subset", str(args.train_subset)] if args.train_subset else []) + (
         ["--no-progress"] if args.no_progress else []
     )
@@ -354,7 +397,7 @@ def main(argv: list[str]) -> int:
     only = set(args.only.split(",")) if args.only else None
     for name, argv_ in steps:
         full = argv_ + ["--out", os.path.join(args.out, name)] + extra
-        commands[name] = _cmd([a for a in full if a != "--resume"])
+        commands[name] = _cmd([a for a in full if a not in ("--resume", "--overwrite")])
         if args.report_only or (only and name not in only and name.split("_k")[0] not in only):
             continue
         print(f"== {commands[name]}", file=sys.stderr)

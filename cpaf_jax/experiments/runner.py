@@ -1,33 +1,37 @@
-"""Runs one experiment: every (activation, seed), then ``results.json``, ``report.md``, plots."""
+"""Runs one experiment: every activation through the training engine, then ``results.json``,
+``report.md`` and plots.
+
+Each activation is one engine call (``cpaf_jax.training.train``) whose members are the
+command's seeds x learning rates x (a, b) initial values; one seed is a sweep of one member.
+Each activation's folder ``<out>/<activation>/`` holds its ``metrics.jsonl`` and the stacked
+checkpoints that ``--resume`` continues from.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-import platform
 import sys
-import time
 from typing import Any
 
-import jax
 import numpy as np
 
-from cpaf_jax import compile_options
-from cpaf_jax.activations.registry import count_activation_params
-from cpaf_jax.experiments import plots, report
-from cpaf_jax.experiments.inspect_model import ab_pairs, feature_points, learned_curves
+from cpaf_jax.activations.registry import count_activation_params, is_parametric
+from cpaf_jax.experiments import plots, records, report
+from cpaf_jax.experiments.figures import make_plots
+from cpaf_jax.experiments.tracking import make_tracker
 from cpaf_jax.models import build_model
-from cpaf_jax.training.loop import FitConfig, fit
+from cpaf_jax.provenance import provenance
+from cpaf_jax.training import Member, TrainConfig, TrainingDiverged, train
 from cpaf_jax.training.meshes import sweep_mesh
-from cpaf_jax.training.optim import grouped_optimizer
 from cpaf_jax.training.restore import model_spec
-from cpaf_jax.training.state import make_optimizer
 
 
 @dataclasses.dataclass
 class RunOptions:
-    """Command-line choices that apply to every run of an experiment."""
+    """Command-line choices that apply to every run of an experiment (``None``: not given)."""
 
     activations: tuple[str, ...]
     seeds: tuple[int, ...]
@@ -38,7 +42,7 @@ class RunOptions:
     epochs: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
-    eval_every: int | None = -1  # -1: the config's default
+    eval_every: int | None = -1  # -1: the config's default; None: per epoch only
     sharing: Any = None
     activation_kwargs: dict | None = None
     activation_lr: float | None = None
@@ -53,46 +57,42 @@ class RunOptions:
     init_b: tuple[float, ...] = ()
     baseline: str | None = None
     plots: bool = True
+    track: str = "none"
     command: str = ""
 
 
-def environment() -> dict:
-    """Versions and device, for results.json."""
-    import flax
-    import optax
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The settings every run of the experiment applies: the config with the overrides."""
 
-    dev = jax.devices()[0]
-    return {
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "backend": jax.default_backend(),
-        "device": getattr(dev, "device_kind", str(dev)),
-        "device_count": jax.device_count(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        # What every program of the run was compiled with (None: XLA's defaults).
-        "compiler_options": compile_options.compiler_options(),
-    }
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    eval_every: int | None
+    sharing: Any
+    model_kwargs: dict
+    strategy: str
 
 
-def _curve(history: list[dict]) -> list[list[float]]:
-    return [[r["step"], r["test_loss"]] for r in history if r.get("kind") == "eval"]
+def resolve_settings(cfg, opts: RunOptions, data) -> Settings:
+    """The config's values where an option was not given (``None``), the option's otherwise."""
 
+    def pick(option, default):
+        return default if option is None else option
 
-def _time_to(history: list[dict], threshold: float) -> float | None:
-    for r in history:
-        if r.get("kind") == "eval" and r["test_accuracy"] >= threshold:
-            return r["train_seconds"]
-    return None
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    model_kwargs = dict(cfg.model_kwargs)
+    model_kwargs["input_shape"] = tuple(data.train_images.shape[1:])
+    model_kwargs["num_classes"] = data.num_classes
+    return Settings(
+        epochs=pick(opts.epochs, cfg.epochs),
+        batch_size=pick(opts.batch_size, cfg.batch_size),
+        learning_rate=pick(opts.learning_rate, cfg.learning_rate),
+        eval_every=cfg.eval_every if opts.eval_every == -1 else opts.eval_every,
+        sharing=pick(opts.sharing, cfg.sharing),
+        model_kwargs=model_kwargs,
+        # --no-sweep: members one after another, each the plain single-run program.
+        strategy=opts.sweep_strategy if opts.sweep else "loop",
+    )
 
 
 def load_data(cfg, opts: RunOptions):
@@ -100,187 +100,29 @@ def load_data(cfg, opts: RunOptions):
     from cpaf_jax.experiments.fetch import ensure_dataset
 
     data = ensure_dataset(opts.dataset or cfg.dataset, opts.data_dir)
-    if opts.train_subset:
+    if opts.train_subset is not None:
         data = data.subset(opts.train_subset)
     return data
 
 
-def run_experiment(cfg, opts: RunOptions) -> dict:
-    """Trains every activation and seed of ``cfg`` with the overrides in ``opts``.
-
-    Writes into ``opts.out``: ``results.json`` (after every run, so an interruption loses
-    nothing finished), ``metrics.jsonl`` (all runs), ``report.md`` and PNG plots; each run's
-    own directory ``<activation>/seed<k>/`` holds its ``metrics.jsonl`` and checkpoints.
-
-    Returns:
-      the results dictionary written to ``results.json``.
-    """
-    os.makedirs(opts.out, exist_ok=True)
-    data = load_data(cfg, opts)
-    epochs = opts.epochs or cfg.epochs
-    batch = opts.batch_size or cfg.batch_size
-    lr = opts.learning_rate or cfg.learning_rate
-    eval_every = cfg.eval_every if opts.eval_every == -1 else opts.eval_every
-    sharing = opts.sharing if opts.sharing is not None else cfg.sharing
-    model_kwargs = dict(cfg.model_kwargs)
-    model_kwargs["input_shape"] = data.train_images.shape[1:]
-    model_kwargs["num_classes"] = data.num_classes
-    settings = {
-        "experiment": cfg.name,
-        "section": cfg.section,
-        "dataset": data.name,
-        "data_source": data.source,
-        "train_images": int(len(data.train_labels)),
-        "test_images": int(len(data.test_labels)),
-        "model": cfg.model,
-        "model_kwargs": {
-            k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kwargs.items()
-        },
-        "optimizer": cfg.optimizer,
-        "learning_rate": lr,
-        "batch_size": batch,
-        "epochs": epochs,
-        "eval_every": eval_every,
-        "sharing": sharing,
-        "activation_kwargs": opts.activation_kwargs or {},
-        "activation_lr": opts.activation_lr,
-        "weight_decay": opts.weight_decay,
-        "command": opts.command,
-    }
-    results = {"settings": settings, "environment": environment(), "runs": []}
-    results_path = os.path.join(opts.out, "results.json")
-    all_metrics = os.path.join(opts.out, "metrics.jsonl")
-    if not opts.resume:
-        open(all_metrics, "w").close()
-    fitted = {}
-    use_sweep = opts.sweep and (
-        len(opts.seeds) > 1 or len(opts.learning_rates) > 1 or opts.init_a or opts.init_b
-    )
-    previous = []
-    if opts.resume and os.path.exists(results_path):
-        with open(results_path) as f:
-            previous = json.load(f).get("runs", [])
-    for act in opts.activations:
-        done = [r for r in previous if r["activation"] == act and "sweep" in r]
-        if use_sweep and done:
-            # A finished activation's sweep is kept on --resume; sweeps have no mid-run
-            # checkpoints, so an interrupted one starts over.
-            results["runs"].extend(done)
-            _write_json(results_path, results)
-            continue
-        if use_sweep:
-            runs, models = _sweep_activation(
-                cfg, opts, act, data, model_kwargs, sharing, epochs, batch, lr, eval_every
-            )
-            for run in runs:
-                results["runs"].append(run)
-            fitted.update(models)
-            _write_json(results_path, results)
-            continue
-        for seed in opts.seeds:
-            name = f"{act}/seed{seed}"
-            kwargs = dict(model_kwargs)
-            act_kwargs = opts.activation_kwargs if act.startswith("cpaf") else None
-            if act_kwargs:
-                kwargs["activation_kwargs"] = act_kwargs
-            model = build_model(cfg.model, act, seed=seed, sharing=sharing, **kwargs)
-            spec = model_spec(
-                model,
-                kind=cfg.model,
-                activation=act,
-                seed=seed,
-                sharing=sharing,
-                model_kwargs=model_kwargs,
-                activation_kwargs=act_kwargs,
-            )
-            counts = count_activation_params(model)
-            run_dir = os.path.join(opts.out, act, f"seed{seed}")
-            fcfg = FitConfig(
-                epochs=epochs,
-                batch_size=batch,
-                seed=seed,
-                eval_every=eval_every,
-                trajectory_every=opts.trajectory_every,
-                out_dir=run_dir,
-                resume=opts.resume,
-                progress=opts.progress,
-            )
-            t0 = time.perf_counter()
-            if opts.activation_lr is not None or opts.weight_decay:
-                tx = grouped_optimizer(
-                    cfg.optimizer,
-                    lr,
-                    activation_lr=opts.activation_lr,
-                    weight_decay=opts.weight_decay,
-                )
-            else:
-                tx = make_optimizer(cfg.optimizer, lr)
-            res = fit(
-                model,
-                data,
-                tx,
-                fcfg,
-                name=name,
-                describe={"spec": spec, "activation_params": counts},
-            )
-            run = {
-                "activation": act,
-                "seed": seed,
-                "dataset": data.name,
-                "test_accuracy": res.test_accuracy,
-                "test_loss": res.test_loss,
-                "epochs": epochs,
-                "batch_size": batch,
-                "learning_rate": lr,
-                "wall_seconds": time.perf_counter() - t0,
-                "train_seconds": res.train_seconds,
-                "images_per_second": res.images_per_second,
-                "epoch_seconds": res.epoch_seconds,
-                "time_to_accuracy": _time_to(res.history, cfg.time_to_accuracy),
-                "time_to_accuracy_threshold": cfg.time_to_accuracy,
-                "activation_params": counts,
-                "failed_step": None,
-                "curve": _curve(res.history),
-                "run_dir": run_dir,
-                "trajectory": [r for r in res.history if r.get("kind") == "trajectory"],
-            }
-            results["runs"].append(run)
-            _write_json(results_path, results)
-            with open(all_metrics, "a") as f:
-                for rec in res.history:
-                    f.write(json.dumps(rec) + "\n")
-            fitted[(act, seed)] = res.model()
-            print(
-                f"{name}: test accuracy {res.test_accuracy * 100:.2f}%, loss "
-                f"{res.test_loss:.4f}, {res.images_per_second:,.0f} img/s",
-                file=sys.stderr,
-            )
-    results["summary"] = report.summary_by_activation(results["runs"])
-    baseline = opts.baseline
-    results["comparisons"] = report.comparisons(results["runs"], baseline)
-    made = make_plots(cfg, results, fitted, data, opts.out) if opts.plots else []
-    _write_json(results_path, results)
-    with open(os.path.join(opts.out, "report.md"), "w") as f:
-        f.write(
-            report.render(cfg, results["runs"], baseline=baseline, command=opts.command, plots=made)
-        )
-    return results
+def activation_kwargs_for(act: str, opts: RunOptions) -> dict:
+    """The ``--k`` style arguments that apply to ``act`` (CPAF's number of terms)."""
+    return dict(opts.activation_kwargs or {}) if act.startswith("cpaf") else {}
 
 
-def sweep_members(opts: RunOptions, act: str, lr: float, k: int):
-    """The members of one activation's sweep: seeds x learning rates x (a, b) grid.
+def sweep_members(opts: RunOptions, act: str, settings: Settings) -> list[Member]:
+    """One activation's members: seeds x learning rates x the (a, b) grid.
 
     The (a, b) grid follows Table 1's pattern for k terms: ``a_i = a`` and
-    ``b_i = linspace(b, -b, k)``; it applies to CPAF activations only.
+    ``b_i = linspace(b, -b, k)``; it applies to CPAF activations only (others get none).
     """
-    from cpaf_jax.training.sweep import SweepMember
-
-    lrs = opts.learning_rates or (lr,)
+    lrs = opts.learning_rates or (settings.learning_rate,)
     grid = [(None, None)]
     if act.startswith("cpaf") and (opts.init_a or opts.init_b):
         from cpaf_jax.activations.initializers import default_terms
         from cpaf_jax.ops.bases import resolve_base
 
+        k = int(activation_kwargs_for(act, opts).get("k", 2))
         a0, b0 = default_terms(resolve_base(act.split("_", 1)[1]), k)
         a_vals = opts.init_a or (float(a0[0]),)
         b_vals = opts.init_b or (float(b0[0]) if k > 1 else 0.0,)
@@ -290,146 +132,170 @@ def sweep_members(opts: RunOptions, act: str, lr: float, k: int):
             for b in b_vals
         ]
     return [
-        SweepMember(seed=seed, lr=rate, a_init=a, b_init=b)
+        Member(seed=seed, lr=rate, activation_lr=opts.activation_lr, a_init=a, b_init=b)
         for seed in opts.seeds
         for rate in lrs
         for a, b in grid
     ]
 
 
-def _sweep_activation(cfg, opts, act, data, model_kwargs, sharing, epochs, batch, lr, eval_every):
-    """Trains all members of one activation as a sweep; returns run entries and models."""
-    from cpaf_jax.training.sweep import run_sweep
+def _model_fn(cfg, act: str, settings: Settings, opts: RunOptions):
+    kwargs = dict(settings.model_kwargs)
+    act_kwargs = activation_kwargs_for(act, opts)
+    sharing = settings.sharing if is_parametric(act) else None
 
-    act_kwargs = dict(opts.activation_kwargs or {}) if act.startswith("cpaf") else {}
-    k = int(act_kwargs.get("k", 2))
-    members = sweep_members(opts, act, lr, k)
-    mk = dict(model_kwargs, sharing=sharing if sharing is not None else None)
-    if mk["sharing"] is None:
-        mk.pop("sharing")
-    if act_kwargs:
-        mk["activation_kwargs"] = act_kwargs
-    t0 = time.perf_counter()
-    res = run_sweep(
-        cfg.model,
-        act,
-        members,
-        data,
-        epochs=epochs,
-        batch_size=batch,
-        optimizer=cfg.optimizer,
-        model_kwargs=mk,
-        strategy=opts.sweep_strategy,
-        mesh=sweep_mesh(),
-        eval_every=eval_every,
-        progress=opts.progress,
+    def build(member: Member):
+        kw = dict(act_kwargs)
+        if member.a_init is not None:
+            kw["a_init"] = member.a_init
+        if member.b_init is not None:
+            kw["b_init"] = member.b_init
+        extra = {"activation_kwargs": kw} if kw else {}
+        if sharing is not None:
+            extra["sharing"] = sharing
+        return build_model(cfg.model, act, seed=member.seed, **kwargs, **extra)
+
+    return build, sharing, act_kwargs
+
+
+_TRACKED = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+def _tracking(tracker, act: str):
+    """The engine's ``on_records`` hook: each member's scalars to ``tracker`` as they come."""
+
+    def on_records(records: list[dict]) -> None:
+        for r in records:
+            scalars = {k: r[k] for k in _TRACKED if k in r}
+            if scalars and r["kind"] != "epoch":
+                tracker.log(f"{act}/{r['name']}", r["step"], scalars)
+
+    return on_records
+
+
+def _train_activation(cfg, opts: RunOptions, settings: Settings, act: str, data, tracker):
+    """One activation's engine call; returns ``(run records, first member's model)``."""
+    members = sweep_members(opts, act, settings)
+    build, sharing, act_kwargs = _model_fn(cfg, act, settings, opts)
+    model0 = build(members[0])
+    spec = model_spec(
+        model0,
+        kind=cfg.model,
+        activation=act,
+        seed=members[0].seed,
+        sharing=sharing,
+        model_kwargs=settings.model_kwargs,
+        activation_kwargs=act_kwargs,
     )
-    wall = time.perf_counter() - t0
-    m = len(members)
-    runs, models = [], {}
-    for i, mem in enumerate(members):
-        hist = res.history[i]
-        epoch_secs = [r["epoch_seconds"] / m for r in hist if r.get("kind") == "epoch"]
-        tta, elapsed = None, 0.0
-        for r in hist:
-            if r.get("kind") == "epoch":
-                elapsed += r["epoch_seconds"] / m
-                if tta is None and r["test_accuracy"] >= cfg.time_to_accuracy:
-                    tta = elapsed
-        model = res.model(i)
-        run = {
-            "activation": act,
-            "seed": mem.seed,
-            "label": mem.label,
-            "dataset": data.name,
-            "test_accuracy": None
-            if res.failed_step[i] is not None
-            else float(res.test_accuracy[i]),
-            "test_loss": None if res.failed_step[i] is not None else float(res.test_loss[i]),
-            "epochs": epochs,
-            "batch_size": batch,
-            "learning_rate": mem.lr,
-            "init_a": None if mem.a_init is None else list(mem.a_init),
-            "init_b": None if mem.b_init is None else list(mem.b_init),
-            "wall_seconds": wall / m,
-            "train_seconds": res.train_seconds / m,
-            "images_per_second": len(data.train_labels)
-            * len(epoch_secs)
-            / max(sum(epoch_secs), 1e-9),
-            "epoch_seconds": epoch_secs,
-            "time_to_accuracy": tta,
-            "time_to_accuracy_threshold": cfg.time_to_accuracy,
-            "activation_params": count_activation_params(model),
-            "failed_step": res.failed_step[i],
-            "curve": _curve(hist),
-            "sweep": {
-                "members": m,
-                # wall/train/epoch seconds, images/s and time to accuracy above are this
-                # member's share of the sweep (the sweep's time / members), not its own clock.
-                "timing": "share of the sweep: sweep time / members",
-                "strategy": res.strategy,
-                "chunk_size": res.chunk_size,
-                "member_steps_per_second": res.member_steps_per_second,
-            },
-        }
-        runs.append(run)
-        models[(act, mem.label)] = model
-        with open(os.path.join(opts.out, "metrics.jsonl"), "a") as f:
-            for rec in hist:
-                f.write(json.dumps({"name": f"{act}/{mem.label}", **rec}) + "\n")
-    print(f"{act}: sweep of {m} members ({res.strategy}) in {wall:.1f} s", file=sys.stderr)
-    return runs, models
+    counts = count_activation_params(model0)
+    tcfg = TrainConfig(
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        optimizer=cfg.optimizer,
+        weight_decay=opts.weight_decay,
+        eval_every=settings.eval_every,
+        trajectory_every=opts.trajectory_every,
+        out_dir=os.path.join(opts.out, act),
+        resume=opts.resume,
+        progress=opts.progress,
+        strategy=settings.strategy,
+        name=act,
+    )
+    res = train(
+        members,
+        build,
+        data,
+        tcfg,
+        mesh=sweep_mesh(),
+        describe={"spec": spec, "activation_params": counts},
+        on_records=_tracking(tracker, act),
+    )
+    applied = {"sharing": sharing, "activation_kwargs": act_kwargs, "counts": counts}
+    runs = [records.run_record(cfg, act, res, i, tcfg, data, applied) for i in range(len(members))]
+    print(
+        f"{act}: {len(members)} member(s) ({res.strategy}) in {res.wall_seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return runs, res.model(0)
 
 
-def make_plots(cfg, results: dict, fitted: dict, data, out: str) -> list[str]:
-    """Writes the experiment's PNGs into ``out``; returns their file names."""
-    made = []
-    runs = results["runs"]
-    if any(r["curve"] for r in runs):
-        made.append(
-            plots.loss_curves(
-                runs, os.path.join(out, "test_loss.png"), f"Test loss, {cfg.name} ({data.name})"
+def _warn_failures(runs: list[dict], num_classes: int) -> None:
+    chance = math.log(num_classes)
+    for r in runs:
+        if r["failed_step"] is not None:
+            print(
+                f"warning: {r['activation']} {r['label']}: loss became NaN/Inf at step "
+                f"{r['failed_step']}; lower --lr and rerun with --resume",
+                file=sys.stderr,
             )
+        elif r["final_train_loss"] is not None and r["final_train_loss"] > 1.5 * chance:
+            print(
+                f"warning: {r['activation']} {r['label']}: final training loss "
+                f"{r['final_train_loss']:.3g} is far above chance level ({chance:.2f}); the "
+                "learning rate may be too high",
+                file=sys.stderr,
+            )
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _write_outputs(cfg, opts: RunOptions, results: dict, models: dict, data) -> None:
+    results["summary"] = report.summary_by_activation(results["runs"])
+    results["comparisons"] = report.comparisons(results["runs"], opts.baseline)
+    made = (
+        make_plots(cfg, results, models, data, opts.out) if opts.plots and plots.available() else []
+    )
+    _write_json(os.path.join(opts.out, "results.json"), results)
+    text = report.render(
+        cfg, results["runs"], baseline=opts.baseline, command=opts.command, plots=made
+    )
+    with open(os.path.join(opts.out, "report.md"), "w") as f:
+        f.write(text)
+
+
+def run_experiment(cfg, opts: RunOptions) -> dict:
+    """Trains every activation of ``cfg`` with the overrides in ``opts``.
+
+    Writes into ``opts.out``: ``results.json`` (after every activation, so an interruption
+    loses nothing finished), ``metrics.jsonl`` (every run's records), ``report.md`` and PNG
+    plots.
+
+    Returns:
+      the results dictionary written to ``results.json``.
+
+    Raises:
+      TrainingDiverged: after writing everything, when a member's loss became NaN or Inf.
+    """
+    os.makedirs(opts.out, exist_ok=True)
+    data = load_data(cfg, opts)
+    settings = resolve_settings(cfg, opts, data)
+    results = {
+        "settings": records.settings_record(cfg, opts, settings, data),
+        "environment": records.environment(),
+        "provenance": provenance(),
+        "runs": [],
+    }
+    models = {}
+    tracker = make_tracker(opts.track, out=opts.out, config=dataclasses.asdict(opts))
+    try:
+        for act in opts.activations:
+            runs, models[act] = _train_activation(cfg, opts, settings, act, data, tracker)
+            results["runs"].extend(runs)
+            _write_json(os.path.join(opts.out, "results.json"), results)
+    finally:
+        tracker.close()
+    records.write_all_metrics(opts.out, opts.activations)
+    _write_outputs(cfg, opts, results, models, data)
+    _warn_failures(results["runs"], data.num_classes)
+    failed = [r for r in results["runs"] if r["failed_step"] is not None]
+    if failed:
+        r = failed[0]
+        raise TrainingDiverged(
+            r["failed_step"], r["failed_epoch"], r["checkpoint"], f"{r['activation']} {r['label']}"
         )
-    first = {}
-    for act, key in fitted:
-        first.setdefault(act, key)
-    models = {act: fitted[(act, key)] for act, key in first.items()}
-    # Sweeps kept by --resume bring no models back, so there may be none to plot.
-    if cfg.model == "mnist_features" and models:
-        feats = {
-            act: feature_points(m, data.test_images, data.test_labels) for act, m in models.items()
-        }
-        made.append(plots.feature_scatter(feats, os.path.join(out, "features_2d.png")))
-    for act, m in models.items():
-        pairs = ab_pairs(m)
-        if pairs:
-            made.append(
-                plots.ab_scatter(
-                    pairs, os.path.join(out, f"ab_scatter_{act}.png"), f"Learned (a, b) of {act}"
-                )
-            )
-        curves = learned_curves(m)
-        if curves:
-            made.append(
-                plots.activation_shapes(
-                    curves, os.path.join(out, f"shapes_{act}.png"), f"Learned {act} vs initial"
-                )
-            )
-    for act in dict.fromkeys(r["activation"] for r in runs):
-        traj = next(
-            (r["trajectory"] for r in runs if r["activation"] == act and r.get("trajectory")), None
-        )
-        if traj:
-            path = os.path.join(out, f"trajectory_{act}.png")
-            made.append(plots.trajectories(traj, path, f"{act}: activation parameters in training"))
-    grid = [r for r in runs if r.get("init_a") is not None and r.get("test_accuracy") is not None]
-    for act in dict.fromkeys(r["activation"] for r in grid):
-        cells: dict[tuple[float, float], list[float]] = {}
-        for r in grid:
-            if r["activation"] == act:
-                cells.setdefault((r["init_a"][0], r["init_b"][0]), []).append(r["test_accuracy"])
-        points = [(a, b, sum(v) / len(v)) for (a, b), v in cells.items()]
-        path = os.path.join(out, f"ab_grid_{act}.png")
-        made.append(plots.accuracy_grid(points, path, f"{act}: test accuracy over initial (a, b1)"))
-    return [os.path.basename(p) for p in made]
+    return results

@@ -205,8 +205,8 @@ def _spd_solve(a: Array, rhs: Array) -> Array:
     return jax.lax.fori_loop(0, a.shape[0], body, (a, rhs))[1]
 
 
-# The fit is a few thousand flops per step: XLA's backend optimisations cost more time (about
-# 0.4 s of a ~1 s compile) than they save, so the CPU compile skips them.
+# The fit is a few thousand flops per step: XLA's backend optimisations cost more compile
+# time than they save at run time (history: commit fb9d955), so the CPU compile skips them.
 _CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 

@@ -15,7 +15,7 @@ Four implementations compute the same function and gradients:
   and applies the closed forms. The 2k parameter gradients are reduced to ``a``'s shape by
   *one* variadic reduction, so ``y`` and the cotangent are read once for all of them and no
   activation-sized temporary is written. On XLA:CPU this is what makes CPAF cheap: 2k separate
-  batch reductions each materialised their inputs and cost 3-8x the whole ReLU layer.
+  batch reductions each materialise their inputs (``BENCHMARKS.md`` section 1 times both).
 * ``"custom_vjp_per_term"``: the same custom VJP with one ``jnp.sum`` per parameter gradient
   (the previous default; kept to measure against).
 * ``"unrolled"``: the same forward, differentiated by JAX's autodiff.
@@ -196,9 +196,9 @@ def _sum_leading_rows(xs: tuple[Array, ...]) -> tuple[Array, ...]:
 
     XLA:CPU reduces ``[N, K] -> [K]`` in one pass as K strided columns, which is slow when N is
     large. Folding the rows in stages, ``[8, N/8, K] -> [N/8, K]`` while N is a multiple of 8
-    and at least 64, then one final column sum, made the 2k per-channel CPAF parameter
-    gradients of a ``[128, 26, 26, 16]`` activation (k = 2) 3x faster, and the CIFAR
-    Structure 1 training step with per-channel CPAF 1.16-1.18x faster (XLA:CPU, 2 cores).
+    and at least 64, then one final column sum, made the per-channel CPAF parameter
+    gradients and the CIFAR Structure 1 step with per-channel CPAF faster on XLA:CPU
+    (history: measured against the one-pass sum it replaced in commit 4e6b5f5).
     Only the first stage reads the activation-sized inputs; later stages read 1/8 as much.
     The partial sums cost memory, ``N/8 * K`` per gradient, and with per-element parameters
     (N = batch) the whole Fashion-MNIST step was no faster, so ``_unbroadcast_many`` folds
@@ -325,8 +325,8 @@ def _cpaf_custom_bwd(base, res, g):
     p_shape = a.shape[:-1]
     if _stages_rows(tuple(y.shape), p_shape):
         # What produced g (a pool's backward, batch norm's, dropout's mask) would otherwise be
-        # recomputed inside the staged sums, one element at a time: the CIFAR Structure 1
-        # step with per-channel CPAF took 1.2x as long that way.
+        # recomputed inside the staged sums, one element at a time, which slowed the CIFAR
+        # Structure 1 step with per-channel CPAF (history: measured in commit 738c491).
         g = materialize(g)
     yc, gc = y.astype(dt), g.astype(dt)
     k = a.shape[-1]

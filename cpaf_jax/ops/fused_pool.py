@@ -19,11 +19,11 @@ the bias gradient over the full-size cotangent. Fused:
   them) pool first and activate a quarter of the elements; anything else is composed.
 
 Section 3b of ``BENCHMARKS.md`` (``python -m benchmarks``) builds the Fashion-MNIST network of
-4.2 both ways (``fuse_pooling=False`` composes; batch 128, per-element parameters, XLA:CPU,
-2 cores, interleaved): the composed step took 1.03x the fused one with ReLU, 1.23x with
-CPAF-ReLU and 1.36x with CPAF-sigmoid, and compiled memory went from 12.95 to 9.19 MiB, 14.18
-to 10.83 MiB and 20.83 to 10.83 MiB. Section 3c measures this backward pass against the one it
-replaced, which kept the sigmoid terms from the forward pass.
+4.2 both ways (``fuse_pooling=False`` composes; batch 128, per-element parameters) and
+gives, for ReLU, CPAF-ReLU and CPAF-sigmoid, the composed step's time over the fused one's
+and the compiled memory of each, timed interleaved in one process. Section 3c measures this
+backward pass against the one it replaced, which kept the sigmoid terms from the forward
+pass.
 
 On ties the gradient goes to the first maximum of the window, as in ``max_pool_2x2``.
 """
@@ -120,7 +120,7 @@ def _fused(y, bias, a, b, base):
 #: ``y``. A private switch, read when a function is traced, for the side-by-side measurement in
 #: section 3c of ``BENCHMARKS.md``: keeping them saves their recomputation, but the forward pass
 #: writes k pooled arrays instead of one while the convolution's full-size output is still
-#: alive, and that is the training step's peak (CPAF-sigmoid's step memory was 1.28x ReLU's).
+#: alive, and that is the training step's peak (section 3c gives both variants' memory).
 _KEEP_TERMS = False
 
 
@@ -152,8 +152,8 @@ def _window_params(p: Array, shape) -> list[list[Array]]:
 
     The term axis goes first, in a copy XLA writes once (``materialize``): fused into each
     consumer, the transpose made every element pay strided index arithmetic in a loop that did
-    not vectorise; the loops reading the parameters ran about 2x slower in a profile, and the
-    Fashion-MNIST step with CPAF-sigmoid took 1.36x ReLU's against 1.24x.
+    not vectorise (history: measured in a profile and the Fashion-MNIST step when this copy
+    was introduced, commit 5da5b6b; section 2 gives the step's cost with it).
     """
     _, h, w, c = shape
     h2, w2 = h // 2, w // 2
@@ -226,10 +226,10 @@ def _sum_rows(xs: list[Array]) -> list[Array]:
 
 
 # How many pieces the batch is cut into by the backward pass for per-element parameters.
-# Fewer pieces cost less loop overhead, more pieces less memory. In interleaved runs of the
-# Fashion-MNIST step (batch 128, XLA:CPU, 2 cores) CPAF-sigmoid's step took about 1.19x
-# ReLU's with 2 pieces and 1.26x with 4, and 1 (no loop) raised its compiled memory from 10.8
-# to 12.5 MiB.
+# Fewer pieces cost less loop overhead, more pieces less memory. 2 was chosen from
+# interleaved runs of the Fashion-MNIST step with 1, 2 and 4 pieces (history: commit b93376f,
+# which measured them); section 3c gives the time and compiled memory of this setting (its
+# ``recomputed`` row) against the variant that keeps the terms (``kept``).
 _BATCH_PIECES = 2
 
 

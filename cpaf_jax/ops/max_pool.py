@@ -87,8 +87,8 @@ def max_pool_2x2(x: Array) -> Array:
     """2x2 max-pooling with stride 2 and VALID padding (odd edges dropped), NHWC.
 
     Written as reshape + max rather than ``lax.reduce_window``: on XLA:CPU the backward pass of
-    ``reduce_window`` (what ``flax.linen.max_pool`` uses) took 23 of a 30 ms training step of
-    the Fashion-MNIST network, and the reshape form removes nearly all of it.
+    ``reduce_window`` (what ``flax.linen.max_pool`` uses) was most of the Fashion-MNIST
+    training step (history: commit eb30b3e), and the reshape form removes nearly all of it.
 
     The gradient goes to the first maximum of each window (row-major order) when several
     entries tie, as with ``flax.linen.max_pool`` (``jax.grad`` of ``reduce_window``) and
@@ -97,9 +97,9 @@ def max_pool_2x2(x: Array) -> Array:
 
     Max and position come from one variadic reduction (``window_argmax``). Computed as a max
     followed by a comparison with it, they made XLA evaluate the activation before the pool
-    twice per element: the Fashion-MNIST step with CPAF-ReLU took 15.9 ms that way against
-    13.2 ms this way, with ReLU 10.9 against 9.9 ms (XLA:CPU, 2 cores, interleaved in one
-    process).
+    twice per element, which slowed the Fashion-MNIST step with CPAF-ReLU and with ReLU on
+    XLA:CPU (history: measured interleaved in one process in commit b8785fc; section 2 of
+    ``BENCHMARKS.md`` gives the step's cost as it is).
 
     Args:
       x: ``[N, H, W, C]``.

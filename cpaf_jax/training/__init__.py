@@ -1,1 +1,28 @@
-"""Training: state, optimiser groups, the training engine, checkpoints and device meshes."""
+"""Training: state, optimiser groups, the one training engine, checkpoints and device meshes.
+
+``train(members, model_fn, data, config)`` runs every member (a single run is one member);
+``fit`` (one model) and ``run_sweep`` (one of the paper's networks) are the same engine.
+"""
+
+from cpaf_jax.training.checkpoints import ResumeMismatch as ResumeMismatch
+from cpaf_jax.training.engine import FitConfig as FitConfig
+from cpaf_jax.training.engine import SweepMember as SweepMember
+from cpaf_jax.training.engine import SweepResult as SweepResult
+from cpaf_jax.training.engine import TrainConfig as TrainConfig
+from cpaf_jax.training.engine import evaluate as evaluate
+from cpaf_jax.training.engine import fit as fit
+from cpaf_jax.training.engine import run_sweep as run_sweep
+from cpaf_jax.training.engine import train as train
+from cpaf_jax.training.members import Member as Member
+from cpaf_jax.training.members import build_member_model as build_member_model
+from cpaf_jax.training.members import build_member_states as build_member_states
+from cpaf_jax.training.members import init_states as init_states
+from cpaf_jax.training.members import member_epoch_indices as member_epoch_indices
+from cpaf_jax.training.optim import grouped_optimizer as grouped_optimizer
+from cpaf_jax.training.optim import make_optimizer as make_optimizer
+from cpaf_jax.training.records import TrainingDiverged as TrainingDiverged
+from cpaf_jax.training.records import activation_summary as activation_summary
+from cpaf_jax.training.results import FitResult as FitResult
+from cpaf_jax.training.results import RunView as RunView
+from cpaf_jax.training.results import TrainResult as TrainResult
+from cpaf_jax.training.test_set import pad_eval as pad_eval

@@ -10,12 +10,19 @@ model from a checkpoint alone.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from cpaf_jax.training.executors import stack_states, unstack_state
+from cpaf_jax.training.optim import set_learning_rates
 
 
 def _leaves_dict(tree) -> dict[str, np.ndarray]:
@@ -41,6 +48,11 @@ class Checkpointer:
     def latest_epoch(self) -> int | None:
         """The last saved epoch, or ``None``."""
         return self._mngr.latest_step()
+
+    def epochs(self) -> list[int]:
+        """Every kept epoch, newest first (fully written ones only: orbax renames a
+        checkpoint into place when it is complete, so a half-written one is never listed)."""
+        return sorted(self._mngr.all_steps(), reverse=True)
 
     def path(self, epoch: int) -> str:
         """The directory of ``epoch``'s checkpoint (whether or not it exists)."""
@@ -103,3 +115,165 @@ class Checkpointer:
         """Waits for pending asynchronous saves and releases the checkpoint manager."""
         self._mngr.wait_until_finished()
         self._mngr.close()
+
+
+class DiskFull(OSError):
+    """The disk filled up while a checkpoint was written (the last good one is kept)."""
+
+
+class ResumeMismatch(ValueError):
+    """``--resume`` found a checkpoint written for other members, settings or model."""
+
+
+def _differences(stored: dict, current: dict) -> list[str]:
+    keys = sorted(set(stored) | set(current))
+    return [
+        f"{k}: {stored.get(k)!r} -> {current.get(k)!r}"
+        for k in keys
+        if stored.get(k) != current.get(k)
+    ]
+
+
+def _roundtrip(x):
+    return json.loads(json.dumps(x))
+
+
+def _fixed(member: dict) -> dict:
+    # What a resume may not change: learning rates (and the label naming them) may change.
+    return {k: member.get(k) for k in ("seed", "a_init", "b_init")}
+
+
+class RunCheckpoints:
+    """The engine's checkpoints: the stacked state of every member at each epoch's end.
+
+    Args:
+      cfg: the engine's ``TrainConfig`` (``out_dir``, ``checkpoint``, ``resume`` and the
+        settings a resume must share: ``batch_size``, ``optimizer``, ``weight_decay``).
+      members: the engine's members (their seeds and initial values must match on resume).
+      describe: the model description saved with each checkpoint (must match on resume).
+
+    A fresh (not resumed) run removes an earlier run's ``checkpoints/`` in ``out_dir``.
+    """
+
+    def __init__(self, cfg, members: Sequence, describe: dict | None):
+        self.cfg, self.members = cfg, list(members)
+        self.describe = _roundtrip(describe or {})
+        self.fixed_config = {
+            k: getattr(cfg, k) for k in ("batch_size", "optimizer", "weight_decay")
+        }
+        self.last_good: str | None = None
+        self._ckpt = None
+        if cfg.out_dir and cfg.checkpoint:
+            os.makedirs(cfg.out_dir, exist_ok=True)
+            directory = os.path.join(cfg.out_dir, "checkpoints")
+            if not cfg.resume and os.path.isdir(directory):
+                shutil.rmtree(directory)
+            self._ckpt = Checkpointer(directory)
+
+    def _check(self, meta: dict, path: str) -> None:
+        problems = []
+        stored = [_fixed(m) for m in meta.get("members", [])]
+        current = [_fixed(m.describe()) for m in self.members]
+        if _roundtrip(current) != stored:
+            problems.append(f"members (seeds, initial a/b) {stored} -> {_roundtrip(current)}")
+        problems += _differences(meta.get("config", {}), self.fixed_config)
+        if meta.get("model", {}) != self.describe:
+            problems += [
+                f"model {d}"
+                for d in _differences(
+                    meta.get("model", {}).get("spec", {}), self.describe.get("spec", {})
+                )
+            ] or ["model description"]
+        if problems:
+            raise ResumeMismatch(
+                f"cannot resume from {path}: it was written for other settings "
+                f"({'; '.join(problems)}). Rerun with the checkpoint's settings to continue, "
+                "or without --resume (and with --overwrite) to start over."
+            )
+
+    def _restore(self, epoch: int, states: list) -> tuple[list, dict]:
+        meta = self._ckpt.read_meta(epoch)
+        if "members" not in meta:
+            raise ResumeMismatch(
+                f"cannot resume from {self._ckpt.path(epoch)}: it was written by an older "
+                "cpaf-jax (one run per checkpoint); rerun without --resume to start over."
+            )
+        self._check(meta, self._ckpt.path(epoch))
+        stacked, meta = self._ckpt.restore(epoch, stack_states(states))
+        return [unstack_state(stacked, i) for i in range(len(states))], meta
+
+    def resume(self, states: list) -> tuple[list, int, dict | None]:
+        """``(states, first epoch to train, checkpoint meta or None)``.
+
+        Falls back to an earlier kept checkpoint, with a warning, when the newest cannot be
+        read; applies the members' (possibly new) learning rates to the restored states.
+        """
+        if self._ckpt is None or not self.cfg.resume:
+            return states, 0, None
+        for epoch in self._ckpt.epochs():
+            try:
+                restored, meta = self._restore(epoch, states)
+            except ResumeMismatch:
+                raise
+            except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: try an older one
+                warnings.warn(
+                    f"checkpoint {self._ckpt.path(epoch)} could not be read "
+                    f"({type(e).__name__}); trying the one before it",
+                    stacklevel=3,
+                )
+                continue
+            self.last_good = self._ckpt.path(epoch)
+            return self._with_rates(restored, meta), int(meta["epoch"]), meta
+        if self._ckpt.epochs():
+            raise ResumeMismatch(
+                f"no readable checkpoint in {self._ckpt.directory}; rerun without --resume "
+                "(and with --overwrite) to start over"
+            )
+        return states, 0, None
+
+    def _with_rates(self, states: list, meta: dict) -> list:
+        out = []
+        for st, m, old in zip(states, self.members, meta["members"], strict=True):
+            same = (old.get("lr"), old.get("activation_lr")) == (m.lr, m.activation_lr)
+            try:
+                opt = set_learning_rates(st.opt_state, m.lr, m.activation_lr)
+            except TypeError:
+                if not same:
+                    raise ResumeMismatch(
+                        "the optimizer has no injected learning rate, so a resume cannot "
+                        "change it; rerun with the checkpoint's learning rate"
+                    ) from None
+                opt = st.opt_state
+            out.append(st.replace(opt_state=opt) if not same else st)
+        return out
+
+    def save(self, epoch: int, stacked, meta: dict) -> str | None:
+        """Saves the stacked state and ``meta`` (plus members, config, model); returns the path.
+
+        Raises:
+          DiskFull: one line naming the checkpoint and the last good one, when the disk is full.
+        """
+        if self._ckpt is None:
+            return None
+        meta = {
+            **meta,
+            "epoch": epoch,
+            "members": [m.describe() for m in self.members],
+            "config": self.fixed_config,
+            "model": self.describe,
+        }
+        try:
+            self.last_good = self._ckpt.save(epoch, stacked, meta)
+        except Exception as e:  # orbax wraps write errors; only a full disk is rephrased
+            if "No space left" not in str(e) and getattr(e, "errno", None) != 28:
+                raise
+            raise DiskFull(
+                f"no space left on the device writing checkpoint {self._ckpt.path(epoch)}; "
+                f"the last good checkpoint is {self.last_good or 'none'}"
+            ) from None
+        return self.last_good
+
+    def close(self) -> None:
+        """Waits for pending writes and releases the checkpoint manager."""
+        if self._ckpt is not None:
+            self._ckpt.close()

@@ -1,11 +1,11 @@
 """How a sweep's members are executed: all at once, in chunks, or one after another.
 
 ``jax.vmap`` over per-member convolution weights turns every convolution into a grouped
-convolution (``feature_group_count = M``). XLA:GPU/TPU run those well; XLA:CPU does not: on the
-2-core CPU this was written on, 8 FashionNet members took 37 ms per member-step one after
-another and 51-85 ms per member-step vmapped in chunks of 2-8 (``benchmarks/sweep_throughput.py``
-measures it; ``lax.map`` over members inside one program was slower still, 205 ms). Hence the
-strategies:
+convolution (``feature_group_count = M``). XLA:GPU/TPU run those well; XLA:CPU does not: there
+members stepped one after another beat the same members vmapped, whole or in chunks
+(``benchmarks/sweep_throughput.md``, from ``python -m benchmarks.sweep_throughput``, gives the
+ratios per M; ``lax.map`` over members inside one program was slower still when measured in
+commit ee0f970). Hence the strategies:
 
 * ``"vmap"``: one compiled step for all members (padded to a multiple of the device count).
 * ``"chunked"``: the same vmapped step over chunks of ``c`` members, dispatched one chunk after
@@ -38,7 +38,7 @@ from cpaf_jax import compile_options
 from cpaf_jax.training import meshes as shd
 from cpaf_jax.training.state import TrainState, make_eval_step, make_train_step, row_step
 
-STRATEGIES = ("auto", "measure", "vmap", "chunked", "loop")
+STRATEGIES = ("auto", "measure", "vmap", "chunked", "loop", "data_parallel")
 _MEMORY_FRACTION = 0.9
 _MEASURE_CACHE: dict[tuple, tuple[str, int]] = {}
 
@@ -216,6 +216,7 @@ class ChunkedExecutor:
         self.chunks: list[TrainState] = []
         self.idx: list[jax.Array] = []
         self.steps_done = 0
+        self._vmap_fn: dict = {}
 
     @property
     def chunk_size(self) -> int:
@@ -226,9 +227,12 @@ class ChunkedExecutor:
             return tree
         return shd.put_tree(tree, self._sharded)
 
-    def load(self, states: Sequence[TrainState]) -> None:
-        """Takes fresh per-member states (not donated: stacking copies them)."""
-        self.steps_done = 0
+    def load(self, states: Sequence[TrainState], steps_done: int = 0) -> None:
+        """Takes per-member states (not donated: stacking copies them).
+
+        ``steps_done``: steps the states have already taken (a resumed run).
+        """
+        self.steps_done = steps_done
         self.chunks = []
         for k in range(0, self.n_padded, self.c):
             stacked = stack_states([states[self.src[j]] for j in range(k, k + self.c)])
@@ -274,6 +278,14 @@ class ChunkedExecutor:
         reset = self.program.vreset()
         self.chunks = [reset(s) for s in self.chunks]
         return out
+
+    def map_params(self, fn) -> list:
+        """``[fn(params of member m) for m]`` as host pytrees (``fn`` is jitted and vmapped)."""
+        if self._vmap_fn.get(fn) is None:
+            self._vmap_fn[fn] = compile_options.jit(jax.vmap(fn))
+        out = [jax.tree.map(shd.to_host, self._vmap_fn[fn](c.params)) for c in self.chunks]
+        flat = jax.tree.map(lambda *x: np.concatenate(x), *out)
+        return [jax.tree.map(lambda x, i=i: x[i], flat) for i in range(self.n)]
 
     def evaluate(self) -> np.ndarray:
         """float64 ``[M, 3]``: summed test loss, correct predictions, test examples."""
@@ -321,14 +333,18 @@ class LoopExecutor:
         self.members: list[TrainState] = []
         self.perms: list[jax.Array] = []
         self.steps_done = 0
+        self._fns: dict = {}
 
     def _put(self, x, m):
         # place None: the default device, uncommitted (as loop.fit's arrays are).
         return jax.device_put(x, self.places[m])
 
-    def load(self, states: Sequence[TrainState]) -> None:
-        """Takes fresh per-member states (copied: the steps donate their input)."""
-        self.steps_done = 0
+    def load(self, states: Sequence[TrainState], steps_done: int = 0) -> None:
+        """Takes per-member states (copied: the steps donate their input).
+
+        ``steps_done``: steps the states have already taken (a resumed run).
+        """
+        self.steps_done = steps_done
         self.active = [True] * self.n
         # jnp.copy: the step donates its state, and the caller keeps the initial states.
         self.members = [self._put(jax.tree.map(jnp.copy, s), m) for m, s in enumerate(states)]
@@ -367,6 +383,13 @@ class LoopExecutor:
         self.members = [self._reset(s) for s in self.members]
         return out
 
+    def map_params(self, fn) -> list:
+        """``[fn(params of member m) for m]`` as host pytrees (``fn`` is jitted)."""
+        if self._fns.get(fn) is None:
+            self._fns[fn] = compile_options.jit(fn)
+        f = self._fns[fn]
+        return [jax.tree.map(np.asarray, jax.device_get(f(s.params))) for s in self.members]
+
     def evaluate(self) -> np.ndarray:
         """float64 ``[M, 3]``: summed test loss, correct predictions, test examples."""
         rows = []
@@ -385,6 +408,31 @@ class LoopExecutor:
         return jax.tree.map(jnp.asarray, stacked)
 
 
+class DataParallelExecutor(LoopExecutor):
+    """Members one after another, each member's batch split over the devices of a 1-D mesh.
+
+    The state and the data are replicated on the mesh and the epoch's index table ``[S, B]``
+    is split along ``B``, so XLA partitions each step over the batch and all-reduces the
+    gradient sums. Results equal the one-device run's up to the order of float sums.
+    """
+
+    name = "data_parallel"
+
+    def __init__(self, program: SweepProgram, n_members: int):
+        super().__init__(program, n_members)
+        mesh = program.mesh
+        self.places = [mesh] * n_members
+        self._batch = jax.sharding.NamedSharding(mesh, P(None, shd.mesh_axis(mesh)))
+
+    def _put(self, x, m):
+        return shd.put_tree(x, shd.replicated(self.program.mesh))
+
+    def set_epoch(self, idx: np.ndarray) -> None:
+        """``idx``: int32 ``[M, steps, B]``; each member's table is split along ``B``."""
+        idx = np.asarray(idx, np.int32)
+        self.perms = [shd.put(idx[m], self._batch) for m in range(self.n)]
+
+
 Executor = ChunkedExecutor | LoopExecutor
 
 
@@ -392,6 +440,8 @@ def make_executor(program: SweepProgram, n_members: int, name: str, chunk_size: 
     """An executor for a resolved strategy (``"vmap"``, ``"chunked"`` or ``"loop"``)."""
     if name == "loop":
         return LoopExecutor(program, n_members)
+    if name == "data_parallel":
+        return DataParallelExecutor(program, n_members)
     if name == "vmap":
         return ChunkedExecutor(program, n_members, n_members, "vmap")
     if name == "chunked":
@@ -498,6 +548,7 @@ def measure_strategy(
 __all__ = [
     "STRATEGIES",
     "ChunkedExecutor",
+    "DataParallelExecutor",
     "LoopExecutor",
     "SweepProgram",
     "device_memory_bytes",

@@ -30,10 +30,10 @@ which only touches each host's own devices, and results are gathered to every ho
 members on single devices and therefore needs every mesh device to be addressable (one host).
 
 **One CPU, several devices.** XLA:CPU runs one program on all cores through its intra-op thread
-pool. With ``cpaf_jax.compile_options`` one device keeps 2 cores busy, and Fashion-MNIST sweep
-members stepped side by side on two CPU devices ran at 0.96-1.24x the same members one
-after another on one device (under XLA's default options, which left a core idle, it was
-1.2-1.6x); ``python -m benchmarks.sweep_throughput`` measures it. ``split_cpu()`` exposes the
+pool. With ``cpaf_jax.compile_options`` one device keeps every core busy; the ``loop`` column
+of ``benchmarks/sweep_throughput.md`` (``python -m benchmarks.sweep_throughput``) compares
+members stepped side by side, one per CPU device, with the same members one after another on
+one device (XLA's defaults left a core idle, history: commit 374cf6e). ``split_cpu()`` exposes the
 cores as devices; call it right after ``import jax``, before any computation.
 ``python -m train`` does so (``--cpu-devices``).
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -90,17 +91,18 @@ def build_from_spec(spec: dict) -> nnx.Module:
     )
 
 
-def restore_model(path: str | os.PathLike, epoch: int | None = None) -> nnx.Module:
+def restore_model(path: str | os.PathLike, epoch: int | None = None, member: int = 0) -> nnx.Module:
     """Restores a trained model from a run directory or its ``checkpoints`` folder.
 
     Args:
-      path: a run's ``--out`` directory for one model (holding ``checkpoints/``) or the
-        checkpoints folder itself.
+      path: an engine run's directory (``<out>/<activation>``, holding ``checkpoints/``) or
+        the checkpoints folder itself.
       epoch: which epoch; the latest by default.
+      member: which member of the run (checkpoints hold every member's state stacked).
 
     Raises:
       FileNotFoundError: no checkpoint there.
-      ValueError: the checkpoint has no model spec (written before specs existed).
+      ValueError: the checkpoint has no model spec, or no such member.
     """
     path = os.fspath(path)
     ckpt_dir = (
@@ -108,6 +110,8 @@ def restore_model(path: str | os.PathLike, epoch: int | None = None) -> nnx.Modu
         if os.path.isdir(os.path.join(path, "checkpoints"))
         else path
     )
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
     ckpt = Checkpointer(ckpt_dir)
     try:
         epoch = ckpt.latest_epoch() if epoch is None else epoch
@@ -117,9 +121,18 @@ def restore_model(path: str | os.PathLike, epoch: int | None = None) -> nnx.Modu
         spec = meta.get("model", {}).get("spec")
         if not spec:
             raise ValueError(f"checkpoint {ckpt.path(epoch)} has no model spec to rebuild from")
-        model = build_from_spec(spec)
-        graphdef, params, others = nnx.split(model, nnx.Param, ...)
-        (params, others), _ = ckpt.restore(epoch, (params, others), item="model")
-        return nnx.merge(graphdef, params, others)
+        graphdef, params, others = nnx.split(build_from_spec(spec), nnx.Param, ...)
+        return nnx.merge(graphdef, *_member_arrays(ckpt, epoch, meta, (params, others), member))
     finally:
         ckpt.close()
+
+
+def _member_arrays(ckpt, epoch: int, meta: dict, like, member: int):
+    n = len(meta.get("members", []))
+    if not 0 <= member < max(n, 1):
+        raise ValueError(f"checkpoint {ckpt.path(epoch)} holds {n} member(s); no member {member}")
+    if not n:  # one unstacked model (checkpoints of cpaf-jax before the engine)
+        return ckpt.restore(epoch, like, item="model")[0]
+    stacked = jax.tree.map(lambda x: np.zeros((n, *np.shape(x)), np.asarray(x).dtype), like)
+    restored, _ = ckpt.restore(epoch, stacked, item="model")
+    return jax.tree.map(lambda x: x[member], restored)

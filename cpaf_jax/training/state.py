@@ -13,7 +13,6 @@ the others go on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -23,7 +22,6 @@ from flax import nnx, struct
 
 Array = jax.Array
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
 _METRIC_FIELDS = ("loss_sum", "correct_sum", "count")
 
 
@@ -58,34 +56,6 @@ class TrainState:
         # Three distinct buffers: the jitted step donates its state, and XLA refuses to donate
         # one buffer twice.
         return self.replace(**{k: jnp.zeros((), jnp.float32) for k in _METRIC_FIELDS})
-
-
-def _keras_rmsprop(learning_rate, decay: float = 0.9, eps: float = 1e-7):
-    # Explicit arguments: inject_hyperparams reads the signature to find hyperparameters.
-    return optax.rmsprop(learning_rate, decay=decay, eps=eps)
-
-
-def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientTransformation:
-    """An optax optimizer with its learning rate as an injected (vmappable) hyperparameter.
-
-    Args:
-      name: ``"adam"`` (experiments 4.1, 4.2), ``"rmsprop"`` (4.3; Keras defaults decay 0.9,
-        eps 1e-7 as the paper's Keras code would have used) or ``"sgd"``.
-      learning_rate: step size.
-      **kwargs: passed to the optax constructor.
-
-    Returns:
-      ``optax.inject_hyperparams(...)`` transformation, so ``opt_state.hyperparams
-      ["learning_rate"]`` can differ per sweep member.
-    """
-    makers: dict[str, Callable] = {
-        "adam": optax.adam,
-        "rmsprop": _keras_rmsprop,
-        "sgd": optax.sgd,
-    }
-    if name not in makers:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
-    return optax.inject_hyperparams(makers[name])(learning_rate=learning_rate, **kwargs)
 
 
 def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int):

@@ -1,0 +1,39 @@
+"""``python -m train`` / ``cpaf-train``: dispatches to run (the default), reproduce or inspect.
+
+``cpaf-train EXPERIMENT [options]`` runs an experiment (``cpaf_jax.experiments.cli``);
+``cpaf-train reproduce`` every experiment of the paper and REPRODUCTION.md
+(``cpaf_jax.experiments.reproduce``); ``cpaf-train inspect RUN_DIR`` a trained model's
+activations (``cpaf_jax.experiments.inspect_cmd``). Each sub-command imports only what it needs,
+so the command modules never import one another in a cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the sub-command named by ``argv[0]`` (``reproduce``, ``inspect``) or an experiment.
+
+    Args:
+      argv: the arguments after the command name (default ``sys.argv[1:]``).
+
+    Returns:
+      the sub-command's exit status.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "reproduce":
+        from cpaf_jax.experiments.reproduce import main as reproduce_main
+
+        return reproduce_main(argv[1:])
+    if argv and argv[0] == "inspect":
+        from cpaf_jax.experiments.inspect_cmd import main as inspect_main
+
+        return inspect_main(argv[1:])
+    from cpaf_jax.experiments.cli import main as run_main
+
+    return run_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
