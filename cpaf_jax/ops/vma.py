@@ -20,8 +20,15 @@ def _vma(x) -> frozenset:
 
 
 def match_vma(*xs: jax.Array) -> tuple[jax.Array, ...]:
-    """``xs`` cast to vary over every manual axis any of them varies over (a no-op outside
-    ``shard_map``, under ``check_vma=False`` and on a JAX without varying-axis types)."""
+    """``xs`` cast to vary over every manual axis any of them varies over.
+
+    Args:
+      *xs: arrays of any shapes and dtypes (``y``, ``a``, ``b``, a bias...).
+
+    Returns:
+      the same arrays, shapes and dtypes unchanged; only their varying-axis type differs, and
+      only inside ``shard_map`` with ``check_vma=True`` on a JAX that has such types.
+    """
     if not hasattr(jax, "typeof") or not hasattr(jax.lax, "pcast"):
         return xs
     union = frozenset().union(*(_vma(x) for x in xs))
