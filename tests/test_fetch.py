@@ -5,16 +5,14 @@ recorder, ``os.geteuid`` and ``shutil.which`` say whether we are root with apt, 
 ``load_dataset`` searches only this test's folders (no system dirs, an empty TFDS dir, no
 download), so the error messages checked are the library's own.
 
-``ensure_dataset`` installs Fashion-MNIST's Debian package only when asked
-(``install=True``) where it has that argument, and on its own as root where it has not; the
-tests ask where asking is possible, so each apt branch runs under either.
+``ensure_dataset`` installs Fashion-MNIST's Debian package only when asked (``install=True``,
+``--install``); the apt branches below ask.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import inspect
 import struct
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import pytest
 from cpaf_jax.data import DataError, load_dataset
 from cpaf_jax.experiments import fetch
 
-_ASK = {"install": True} if "install" in inspect.signature(fetch.ensure_dataset).parameters else {}
+_ASK = {"install": True}
 _INSTALL = ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]
 _UPDATE = ["apt-get", "update", "-q"]
 
@@ -114,17 +112,23 @@ def test_apt_failing_leaves_the_data_error_with_the_three_ways(tmp_path, monkeyp
         fetch.ensure_dataset("fashion_mnist", None, **_ASK)
     assert m.calls == [_INSTALL, _UPDATE, _INSTALL]
     _assert_three_ways(str(info.value))
+    assert "--install: apt-get install dataset-fashion-mnist failed" in str(info.value)
+    assert "Unable to locate package" in str(info.value)  # apt's own reason
 
 
-@pytest.mark.parametrize(("root", "apt"), [(False, True), (True, False), (False, False)])
+@pytest.mark.parametrize(
+    ("root", "apt", "why"),
+    [(False, True, "needs root"), (True, False, "no apt-get"), (False, False, "needs root")],
+)
 def test_missing_without_root_or_apt_runs_nothing_and_lists_the_ways(
-    tmp_path, monkeypatch, root, apt
+    tmp_path, monkeypatch, root, apt, why
 ):
     m = _Machine(monkeypatch, tmp_path, root=root, apt=apt)
     with pytest.raises(DataError) as info:
         fetch.ensure_dataset("fashion_mnist", None, **_ASK)
     assert m.calls == []
     _assert_three_ways(str(info.value))
+    assert why in str(info.value)  # why --install did not install
     assert str(m.system) in str(info.value)  # the searched places are named
 
 
@@ -135,3 +139,24 @@ def test_datasets_without_a_debian_package_never_call_apt(tmp_path, monkeypatch,
         fetch.ensure_dataset(name, None, **_ASK)
     assert m.calls == []
     assert set(fetch.APT_PACKAGES) == {"fashion_mnist"}
+
+
+def test_nothing_is_installed_unless_asked(tmp_path, monkeypatch):
+    m = _Machine(monkeypatch, tmp_path, root=True, apt=True)
+    with pytest.raises(DataError) as info:
+        fetch.ensure_dataset("fashion_mnist", None)
+    assert m.calls == []
+    _assert_three_ways(str(info.value))
+
+
+def test_command_reports_where_the_data_is_or_the_ways(tmp_path, monkeypatch, capsys):
+    m = _Machine(monkeypatch, tmp_path, root=True, apt=True)
+    _write_idx(tmp_path / "data" / "fashion-mnist")
+    assert fetch.main(["fashion_mnist", "--data-dir", str(tmp_path / "data")]) == 0
+    assert str(tmp_path / "data" / "fashion-mnist") in capsys.readouterr().err
+    assert fetch.main(["mnist"]) == 2  # not there, and no package to install
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "three ways" in err
+    assert fetch.main(["fashion_mnist", "--install"]) == 0  # root with apt: installed
+    assert m.calls == [_INSTALL]
+    assert str(m.system / "fashion-mnist") in capsys.readouterr().err
