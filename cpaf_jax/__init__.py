@@ -8,47 +8,60 @@ CPAF followed by 2x2 max-pooling as one custom VJP (how the paper's conv blocks 
 
     p = cpaf_jax.cpaf_max_pool_2x2(y, a, b, base="relu", bias=conv_bias)
 
-NNX modules (the primary API) and the registry::
+NNX modules (the primary API), the registry and the family records::
 
     act = cpaf_jax.activation("cpaf_relu", features_shape=(26, 26, 16))
+    fam = cpaf_jax.family("cpaf_relu")   # an ActivationFamily: apply, params, init, ...
 
-Linen modules live in ``cpaf_jax.linen``.
+Linen modules live in ``cpaf_jax.linen``. Nothing here registers anything by being imported.
 """
 
-# Importing these registers "apl", "pau" and "swish" in the registry.
 from cpaf_jax.activations import extra as extra_activations
-from cpaf_jax.activations.extra import APL, PAU, Swish, apl, pau, swish
-from cpaf_jax.activations.initializers import TABLE1, default_terms
-from cpaf_jax.activations.modules import (
-    CPAF,
-    ELU,
-    ActivationParam,
-    PReLU,
-    ReLU,
-    Sigmoid,
-    Tanh,
-    prelu,
-)
-from cpaf_jax.activations.registry import (
-    activation,
-    count_activation_params,
-    is_parametric,
-    known_activations,
-    register_activation,
-)
+from cpaf_jax.activations.apl import APL as APL
+from cpaf_jax.activations.apl import apl as apl
+from cpaf_jax.activations.cpaf import CPAF as CPAF
+from cpaf_jax.activations.cpaf import cpaf_family as cpaf_family
+from cpaf_jax.activations.elu import ELU as ELU
+from cpaf_jax.activations.elu import LearnedELU as LearnedELU
+from cpaf_jax.activations.elu import learned_elu as learned_elu
+from cpaf_jax.activations.family import Activation as Activation
+from cpaf_jax.activations.family import ActivationFamily as ActivationFamily
+from cpaf_jax.activations.family import ActivationParam as ActivationParam
+from cpaf_jax.activations.fixed import ReLU as ReLU
+from cpaf_jax.activations.fixed import Sigmoid as Sigmoid
+from cpaf_jax.activations.fixed import Tanh as Tanh
+from cpaf_jax.activations.initializers import TABLE1 as TABLE1
+from cpaf_jax.activations.initializers import default_terms as default_terms
+from cpaf_jax.activations.pau import PAU as PAU
+from cpaf_jax.activations.pau import pau as pau
+from cpaf_jax.activations.prelu import PReLU as PReLU
+from cpaf_jax.activations.prelu import prelu as prelu
+from cpaf_jax.activations.registry import activation as activation
+from cpaf_jax.activations.registry import count_activation_params as count_activation_params
+from cpaf_jax.activations.registry import family as family
+from cpaf_jax.activations.registry import fit_activation as fit_activation
+from cpaf_jax.activations.registry import fit_initializer as fit_initializer
+from cpaf_jax.activations.registry import is_parametric as is_parametric
+from cpaf_jax.activations.registry import known_activations as known_activations
+from cpaf_jax.activations.registry import register_activation as register_activation
+from cpaf_jax.activations.swish import Swish as Swish
+from cpaf_jax.activations.swish import swish as swish
 from cpaf_jax.fitting import curve_fit as fit
-from cpaf_jax.fitting.curve_fit import FitResult, fit_initializer
-from cpaf_jax.ops.bases import BASES, Base, resolve_base
-from cpaf_jax.ops.functional import (
-    IMPLEMENTATIONS,
-    cpaf,
-    cpaf_partials,
-    cpaf_terms,
-    paper_sigmoid_partials,
-    parametric,
-)
-from cpaf_jax.ops.fused_pool import cpaf_max_pool_2x2
-from cpaf_jax.ops.sharing import SHARINGS, param_shape
+from cpaf_jax.fitting.curve_fit import CurveFit as CurveFit
+from cpaf_jax.fitting.curve_fit import CurveFit as FitResult  # the name before CurveFit
+from cpaf_jax.fitting.curve_fit import fit_curve as fit_curve
+from cpaf_jax.ops.bases import BASES as BASES
+from cpaf_jax.ops.bases import Base as Base
+from cpaf_jax.ops.bases import resolve_base as resolve_base
+from cpaf_jax.ops.functional import IMPLEMENTATIONS as IMPLEMENTATIONS
+from cpaf_jax.ops.functional import cpaf as cpaf
+from cpaf_jax.ops.functional import cpaf_partials as cpaf_partials
+from cpaf_jax.ops.functional import cpaf_terms as cpaf_terms
+from cpaf_jax.ops.functional import paper_sigmoid_partials as paper_sigmoid_partials
+from cpaf_jax.ops.functional import parametric as parametric
+from cpaf_jax.ops.fused_pool import cpaf_max_pool_2x2 as cpaf_max_pool_2x2
+from cpaf_jax.ops.sharing import SHARINGS as SHARINGS
+from cpaf_jax.ops.sharing import param_shape as param_shape
 
 __version__ = "0.1.0"
 
@@ -65,28 +78,37 @@ __all__ = [
     "cpaf_max_pool_2x2",
     "TABLE1",
     "default_terms",
+    "Activation",
+    "ActivationFamily",
+    "ActivationParam",
     "CPAF",
     "ELU",
-    "ActivationParam",
+    "LearnedELU",
     "PReLU",
     "ReLU",
     "Sigmoid",
     "Tanh",
+    "APL",
+    "PAU",
+    "Swish",
+    "apl",
+    "cpaf_family",
+    "learned_elu",
+    "pau",
     "prelu",
+    "swish",
     "activation",
     "count_activation_params",
+    "family",
     "is_parametric",
     "known_activations",
     "register_activation",
     "SHARINGS",
     "param_shape",
-    "APL",
-    "PAU",
-    "Swish",
-    "apl",
-    "pau",
-    "swish",
+    "CurveFit",
     "FitResult",
+    "fit_activation",
+    "fit_curve",
     "fit_initializer",
     "extra_activations",
     "fit",

@@ -353,7 +353,7 @@ def test_bad_inputs_raise():
 
 
 def test_linen_modules_match(rng):
-    from cpaf_jax.activations import extra_linen
+    from cpaf_jax.activations import linen as extra_linen
 
     x = jnp.asarray(_x(rng, np.float32))
     for cls, kw, fn, names in [
@@ -369,4 +369,4 @@ def test_linen_modules_match(rng):
     assert v["a"].shape == (3, 2)
     v = extra_linen.Swish(sharing="element").init(jax.random.key(0), x)["params"]
     assert v["beta"].shape == FEATURES
-    assert extra_linen.activation("pau").degrees == (5, 4)
+    assert extra_linen.activation("pau").option("degrees") == (5, 4)

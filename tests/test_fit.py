@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import cpaf_jax
-import cpaf_jax.activations.extra as ea
-from cpaf_jax.fitting.curve_fit import FitResult, fit, fit_initializer
+import cpaf_jax.activations.pau as pau_family
+import cpaf_jax.activations.swish as swish_family
+from cpaf_jax import CurveFit, fit_activation, fit_curve, fit_initializer
 
-GRID = np.linspace(-3.0, 3.0, 512, dtype=np.float32)  # fit's default grid
+GRID = np.linspace(-3.0, 3.0, 512, dtype=np.float32)  # fit_curve's default grid
 
 
 def np_sigmoid(u):
@@ -35,8 +36,8 @@ def np_pau(x, p, q):
 
 
 @pytest.fixture(scope="module")
-def tanh_fit() -> FitResult:
-    return fit("tanh", k=4, base="sigmoid", interval=(-3, 3))
+def tanh_fit() -> CurveFit:
+    return fit_activation("tanh", k=4, base="sigmoid", interval=(-3, 3))
 
 
 def test_cpaf_sigmoid_k4_fits_tanh(tanh_fit):
@@ -55,7 +56,7 @@ def test_cpaf_sigmoid_k4_fits_tanh(tanh_fit):
 def test_cpaf_relu_k2_fits_relu_exactly():
     # relu(y) = 1 * (relu(y - 0) - 1/2) + (-1) * (relu(y - b2) - 1/2) for any b2 >= 3: the
     # second term is the constant +1/2 on [-3, 3]. Exact up to float32 rounding.
-    res = fit("relu", k=2, base="relu")
+    res = fit_activation("relu", k=2, base="relu")
     a, b = res.params["a"], res.params["b"]
     err = np.abs(np_cpaf_relu(GRID.astype(np.float64), a, b) - np.maximum(GRID, 0))
     assert res.max_error < 1e-5 and err.max() < 1e-5
@@ -66,7 +67,7 @@ def test_cpaf_relu_k2_fits_relu_exactly():
 
 
 def test_pau_fits_leaky_relu_and_relu():
-    res = fit("leaky_relu", family="pau")
+    res = fit_activation("leaky_relu", family="pau")
     p, q = res.params["p"], res.params["q"]
     assert p.shape == (6,) and q.shape == (4,)
     target = np.where(GRID > 0, GRID, 0.01 * GRID)
@@ -74,7 +75,7 @@ def test_pau_fits_leaky_relu_and_relu():
     # Starts from the published coefficients (error 0.0336 on this interval) and improves.
     assert err < 0.0336 and res.max_error < 0.0336
     np.testing.assert_allclose(err, res.max_error, atol=1e-4)
-    res_relu = fit("relu", family="pau")
+    res_relu = fit_activation("relu", family="pau")
     assert res_relu.max_error < 0.05
     assert np.abs(np_pau(GRID, **res_relu.params) - np.maximum(GRID, 0)).max() < 0.05
 
@@ -95,49 +96,62 @@ def test_fitted_initializer_reproduces_the_curve(tanh_fit):
 
 def test_fitted_pau_and_swish_modules_reproduce():
     p, q = fit_initializer("gelu", family="pau")
-    act = ea.PAU((5,), sharing="channel", p_init=p, q_init=q)
+    act = pau_family.PAU((5,), sharing="channel", p_init=p, q_init=q)
     x = jnp.broadcast_to(jnp.asarray(GRID)[:, None], (512, 5))
     gelu = jax.nn.gelu(x, approximate=False)
     assert float(jnp.abs(act(x) - gelu).max()) < 0.02
-    res = fit("gelu", family="swish")
+    res = fit_activation("gelu", family="swish")
     assert res.params["beta"].shape == ()
     assert 1.4 < float(res.params["beta"]) < 2.0  # gelu(x) ~ x sigmoid(1.702 x)
-    act = ea.Swish((5,), **res.init_kwargs())
+    act = swish_family.Swish((5,), **res.init_kwargs())
     assert float(jnp.abs(act(x) - gelu).max()) == pytest.approx(res.max_error, abs=1e-5)
 
 
 def test_other_families_and_callable_targets():
-    res = fit("elu", k=3, family="apl")
-    assert res.family == "apl" and res.params["a"].shape == (3,) and res.max_error < 0.05
+    res = fit_activation("elu", k=3, family="apl")
+    assert res.family.name == "apl" and res.params["a"].shape == (3,) and res.max_error < 0.05
     # NumPy callables work too. |x| needs 3 ReLU-base terms: the left slope -1 from a term
     # parked at b <= -3, the kink at 0, and a constant from a term parked at b >= 3.
-    res = fit(lambda x: np.abs(x), k=3, family="cpaf_relu")
-    assert res.base == "relu" and res.max_error < 1e-4
-    res = fit("leaky_relu", family="prelu")
+    res = fit_activation(lambda x: np.abs(x), k=3, family="cpaf_relu")
+    assert res.family.name == "cpaf_relu" and res.max_error < 1e-4
+    res = fit_activation("leaky_relu", family="prelu")
     assert float(res.params["alpha"]) == pytest.approx(0.01, abs=1e-5)
 
 
 def test_pau_default_init_for_other_degrees_is_a_fit():
-    p, q = ea.pau_default_init((3, 2))
+    p, q = pau_family.pau_default_init((3, 2))
     assert p.shape == (4,) and q.shape == (2,)
     target = np.where(GRID > 0, GRID, 0.01 * GRID)
     # The least-squares optimum of a (3, 2) PAU is ~0.112 away from leaky ReLU on [-3, 3].
     assert np.abs(np_pau(GRID, p, q) - target).max() < 0.12
-    assert ea.PAU(degrees=(3, 2)).p.shape == (4,)
+    assert pau_family.PAU(degrees=(3, 2)).p.shape == (4,)
 
 
 def test_fit_rejects_bad_arguments():
     with pytest.raises(ValueError, match="unknown target"):
-        fit("softsign")
-    with pytest.raises(ValueError, match="unknown family"):
-        fit("tanh", family="maxout")
+        fit_activation("softsign")
+    with pytest.raises(ValueError, match="unknown activation"):
+        fit_activation("tanh", family="maxout")
     with pytest.raises(ValueError, match="interval"):
-        fit("tanh", interval=(1.0, -1.0))
+        fit_activation("tanh", interval=(1.0, -1.0))
     with pytest.raises(ValueError, match="k must be"):
-        fit("tanh", k=0)
+        fit_activation("tanh", k=0)
     with pytest.raises(ValueError, match="elementwise"):
-        fit(lambda x: x[:3])
+        fit_activation(lambda x: x[:3])
     with pytest.raises(ValueError, match="not finite"):
-        fit(lambda x: jnp.log(x))
+        fit_activation(lambda x: jnp.log(x))
     with pytest.raises(ValueError, match="unknown CPAF base"):
-        fit("tanh", base="softsign")
+        fit_activation("tanh", base="softsign")
+
+
+def test_fit_curve_takes_the_family_record(tanh_fit):
+    # By record, as by name: the same deterministic fit, and the learned ELU's alpha.
+    res = fit_curve("tanh", cpaf_jax.family("cpaf_sigmoid"), k=4)
+    np.testing.assert_array_equal(res.params["a"], tanh_fit.params["a"])
+    assert res.options == {"k": 4}
+    res = fit_curve(lambda x: jax.nn.elu(x, 0.5), cpaf_jax.family("elu_learned"))
+    assert float(res.params["alpha"]) == pytest.approx(0.5, abs=1e-4)
+    with pytest.raises(ValueError, match="no parameters to fit"):
+        fit_curve("tanh", cpaf_jax.family("relu"))
+    with pytest.raises(TypeError, match="unexpected argument"):
+        fit_curve("tanh", cpaf_jax.family("pau"), k=3)

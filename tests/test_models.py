@@ -57,3 +57,36 @@ def test_unknown_model_and_bad_structure():
         build_model("resnet", "relu")
     with pytest.raises(ValueError, match="structure"):
         build_model("cifar", "relu", structure=4)
+
+
+NETWORKS = [
+    ("mnist_features", {}),
+    ("fashion_mnist", {}),
+    ("cifar", {"structure": 1}),
+    ("cifar", {"structure": 2}),
+    ("cifar", {"structure": 3}),
+]
+
+
+def _weights(model) -> dict:
+    """Every parameter that is not an activation's, by path."""
+    not_act = nnx.All(nnx.Param, nnx.Not(cpaf_jax.ActivationParam))
+    flat = nnx.to_flat_state(nnx.state(model, not_act))
+    return {path: v[...] for path, v in flat}
+
+
+@pytest.mark.parametrize(("kind", "kwargs"), NETWORKS, ids=lambda v: str(v))
+def test_every_activation_starts_from_the_same_weights(kind, kwargs):
+    # The paper trains every activation from identically initialised W (issue 17, part 1):
+    # constant-initialised activation parameters must draw no key from the model's stream.
+    for seed in (0, 1):
+        want = _weights(build_model(kind, "relu", seed=seed, **kwargs))
+        assert len(want) >= 4
+        for name in cpaf_jax.known_activations():
+            got = _weights(build_model(kind, name, seed=seed, **kwargs))
+            assert got.keys() == want.keys(), name
+            for path in want:
+                assert jnp.array_equal(got[path], want[path]), (name, path)
+    other = _weights(build_model(kind, "relu", seed=1, **kwargs))
+    first = _weights(build_model(kind, "relu", seed=0, **kwargs))
+    assert any(not jnp.array_equal(other[p], first[p]) for p in first)

@@ -115,9 +115,10 @@ def test_default_init_is_table1(base, a_expected, b_expected, sharing):
 @pytest.mark.parametrize(
     "base,k,a_expected,b_expected",
     [
-        ("sigmoid", 1, [4.0], [0.0]),
-        ("sigmoid", 3, [4.0] * 3, [2.0, 0.0, -2.0]),
-        ("relu", 4, [1.0] * 4, [1.0, 1 / 3, -1 / 3, -1.0]),
+        # For k != 2 each a_i is Table 1's times 2 / k, so sum_i a_i stays Table 1's (issue 17).
+        ("sigmoid", 1, [8.0], [0.0]),
+        ("sigmoid", 3, [8 / 3] * 3, [2.0, 0.0, -2.0]),
+        ("relu", 4, [0.5] * 4, [1.0, 1 / 3, -1 / 3, -1.0]),
         ("tanh", 2, [1.0, 1.0], [1.0, -1.0]),
     ],
 )
@@ -360,7 +361,9 @@ def test_registry_unknown_name_lists_known():
     with pytest.raises(ValueError, match="unknown activation 'no_such_act'"):
         cpaf_jax.is_parametric("no_such_act")
     with pytest.raises(ValueError, match="already registered"):
-        cpaf_jax.register_activation("relu", lambda *a, **k: None, parametric=False)
+        cpaf_jax.register_activation(cpaf_jax.family("relu"))
+    with pytest.raises(TypeError, match="ActivationFamily record"):
+        cpaf_jax.register_activation("my_relu")
 
 
 def test_count_activation_params():

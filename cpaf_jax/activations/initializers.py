@@ -1,10 +1,10 @@
 """Initial values of the CPAF parameters.
 
 The paper's Table 1 (k = 2): sigmoid base ``(a, b) = (4, 2), (4, -2)``; ReLU base
-``(1, 1), (1, -1)``. For other k we keep the same scale and spread the locations evenly over
-the same range, which reproduces Table 1 at k = 2:
+``(1, 1), (1, -1)``. For other k we keep the total scale ``sum_i a_i`` of Table 1 and spread
+the locations evenly over the same range, which is Table 1 exactly at k = 2:
 
-    a_i = A,   b_i = linspace(B, -B, k)   (b = 0 for k = 1)
+    a_i = A * 2 / k,   b_i = linspace(B, -B, k)   (b = 0 for k = 1)
 
 with ``(A, B) = (4, 2)`` for sigmoid, ``(1, 1)`` for ReLU and tanh, and ``(1, 1)`` for a user
 base. Any of these can be overridden by a constant, a length-k sequence, an array broadcasting
@@ -34,11 +34,19 @@ InitLike = None | float | int | np.ndarray | jax.Array | Callable | tuple | list
 def default_terms(base: Base, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Default ``(a, b)`` per term for a base: Table 1 at k = 2, its extension otherwise.
 
+    For k != 2 every scale is Table 1's times ``2 / k``, so ``sum_i a_i`` stays Table 1's
+    ``2 A`` (issue 17, part 7). That sum is what sets the initial function's size: with the ReLU
+    base it is the slope right of every location (2 at any k; giving every term ``a_i = 1``
+    made it k, and k >= 3 diverged in the ablation), with the sigmoid base the range
+    ``(-A, A)`` (Eq. 2: each term spans ``(-a_i/2, a_i/2)``), with tanh ``(-2A, 2A)``. The
+    locations still span ``[-B, B]``, so the curve keeps Table 1's extent; its slope at 0 with
+    the sigmoid base moves a little with k, as the terms' centres move.
+
     Returns:
       two float64 NumPy arrays of shape ``(k,)``.
     """
     scale, loc = _SCALE_RANGE.get(base.name, (1.0, 1.0))
-    a = np.full((k,), scale)
+    a = np.full((k,), scale * 2.0 / k)
     b = np.zeros((k,)) if k == 1 else np.linspace(loc, -loc, k)
     return a, b
 

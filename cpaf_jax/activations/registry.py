@@ -1,8 +1,9 @@
-"""One registry from activation names to NNX modules.
+"""The registry: an explicit table from activation names to ``ActivationFamily`` records.
 
-``activation(name, features_shape, sharing=..., rngs=..., **kwargs)`` builds the module.
-Parameter-free activations ignore ``features_shape`` and ``sharing``; parametric ones use them.
-``register_activation`` adds a family (new trainable activations plug in here).
+``activation(name, features_shape, sharing=..., rngs=..., **kwargs)`` builds the NNX module,
+``family(name)`` returns the record (its pure function, parameter shapes, initial values, fused
+pool form, NumPy export). Nothing registers itself on import; ``register_activation(record)``
+adds a family explicitly.
 """
 
 from __future__ import annotations
@@ -10,23 +11,57 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import numpy as np
 from flax import nnx
 
-from cpaf_jax.activations import modules as m
+from cpaf_jax.activations.apl import APL_FAMILY
+from cpaf_jax.activations.cpaf import (
+    CPAF_RELU_FAMILY,
+    CPAF_SIGMOID_FAMILY,
+    CPAF_TANH_FAMILY,
+    cpaf_family,
+)
+from cpaf_jax.activations.elu import ELU_FAMILY, ELU_LEARNED_FAMILY
+from cpaf_jax.activations.family import Activation, ActivationFamily, ActivationParam
+from cpaf_jax.activations.fixed import RELU_FAMILY, SIGMOID_FAMILY, TANH_FAMILY
+from cpaf_jax.activations.pau import PAU_FAMILY
+from cpaf_jax.activations.prelu import PRELU_FAMILY
+from cpaf_jax.activations.swish import SWISH_FAMILY
+from cpaf_jax.fitting.curve_fit import CurveFit, fit_curve
 
-Factory = Callable[..., nnx.Module]
+_REGISTRY: dict[str, ActivationFamily] = {
+    f.name: f
+    for f in (
+        SIGMOID_FAMILY,
+        TANH_FAMILY,
+        RELU_FAMILY,
+        ELU_FAMILY,
+        ELU_LEARNED_FAMILY,
+        PRELU_FAMILY,
+        CPAF_SIGMOID_FAMILY,
+        CPAF_RELU_FAMILY,
+        CPAF_TANH_FAMILY,
+        APL_FAMILY,
+        PAU_FAMILY,
+        SWISH_FAMILY,
+    )
+}
 
-_REGISTRY: dict[str, Factory] = {}
-_PARAMETRIC: set[str] = set()
 
+def register_activation(record: ActivationFamily) -> None:
+    """Adds a family under ``record.name`` (see ``cpaf_jax.activations.family``).
 
-def register_activation(name: str, factory: Factory, *, parametric: bool) -> None:
-    """Registers ``factory(features_shape, *, sharing, rngs, **kwargs) -> nnx.Module``."""
-    if name in _REGISTRY:
-        raise ValueError(f"activation {name!r} is already registered")
-    _REGISTRY[name] = factory
-    if parametric:
-        _PARAMETRIC.add(name)
+    Raises:
+      ValueError: the name is taken. TypeError: not an ``ActivationFamily``.
+    """
+    if not isinstance(record, ActivationFamily):
+        raise TypeError(
+            "register_activation takes an ActivationFamily record (its pure function, parameter "
+            f"names and shapes, initial values); got {type(record).__name__}"
+        )
+    if record.name in _REGISTRY:
+        raise ValueError(f"activation {record.name!r} is already registered")
+    _REGISTRY[record.name] = record
 
 
 def known_activations() -> list[str]:
@@ -34,19 +69,23 @@ def known_activations() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def is_parametric(name: str) -> bool:
-    """Whether the named activation has trainable parameters."""
-    _lookup(name)
-    return name in _PARAMETRIC
+def family(name: str) -> ActivationFamily:
+    """The record of a registered activation.
 
-
-def _lookup(name: str) -> Factory:
+    Raises:
+      ValueError: for an unknown name, listing the known ones.
+    """
     try:
         return _REGISTRY[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(
             f"unknown activation {name!r}; known activations are {known_activations()}"
         ) from None
+
+
+def is_parametric(name: str) -> bool:
+    """Whether the named activation has trainable parameters."""
+    return family(name).parametric
 
 
 def activation(
@@ -60,48 +99,22 @@ def activation(
     """Builds the NNX module for an activation name.
 
     Args:
-      name: one of ``known_activations()``: ``sigmoid``, ``tanh``, ``relu``, ``prelu``,
-        ``elu``, ``cpaf_sigmoid``, ``cpaf_relu`` (and any registered later).
+      name: one of ``known_activations()``: ``sigmoid``, ``tanh``, ``relu``, ``elu``,
+        ``elu_learned``, ``prelu``, ``cpaf_sigmoid``, ``cpaf_relu``, ``cpaf_tanh``, ``apl``,
+        ``pau``, ``swish`` (and any registered later).
       features_shape: per-example feature shape, channels last (parametric ones need it
         unless ``sharing="shared"``).
-      sharing: ``"element"``, ``"channel"``, ``"shared"`` or feature axes.
-      rngs: for parametric activations with random initializers.
-      **kwargs: passed to the module (e.g. ``k``, ``a_init``, ``b_init`` for CPAF).
+      sharing: ``"element"``, ``"channel"``, ``"shared"`` or feature axes; ignored by
+        parameter-free activations.
+      rngs: for parametric activations with random initializers (constant initial values draw
+        no key).
+      **kwargs: the family's options and initial values (e.g. ``k``, ``a_init``, ``b_init``
+        for CPAF, ``alpha`` for ELU).
 
     Raises:
       ValueError: for an unknown name, listing the known ones.
     """
-    factory = _lookup(name)
-    return factory(features_shape, sharing=sharing, rngs=rngs, **kwargs)
-
-
-def _fixed(make):
-    def factory(features_shape=None, *, sharing=None, rngs=None, **kwargs):
-        del features_shape, sharing, rngs
-        return make(**kwargs)
-
-    return factory
-
-
-def _cpaf(base):
-    def factory(features_shape=None, *, sharing="element", rngs=None, **kwargs):
-        return m.CPAF(features_shape, base=base, sharing=sharing, rngs=rngs, **kwargs)
-
-    return factory
-
-
-def _prelu(features_shape=None, *, sharing="element", rngs=None, **kwargs):
-    return m.PReLU(features_shape, sharing=sharing, rngs=rngs, **kwargs)
-
-
-register_activation("sigmoid", _fixed(m.Sigmoid), parametric=False)
-register_activation("tanh", _fixed(m.Tanh), parametric=False)
-register_activation("relu", _fixed(m.ReLU), parametric=False)
-register_activation("elu", _fixed(m.ELU), parametric=False)
-register_activation("prelu", _prelu, parametric=True)
-register_activation("cpaf_sigmoid", _cpaf("sigmoid"), parametric=True)
-register_activation("cpaf_relu", _cpaf("relu"), parametric=True)
-register_activation("cpaf_tanh", _cpaf("tanh"), parametric=True)
+    return family(name).build(features_shape, sharing=sharing, rngs=rngs, **kwargs)
 
 
 def count_activation_params(model: nnx.Module) -> dict[str, int]:
@@ -110,18 +123,82 @@ def count_activation_params(model: nnx.Module) -> dict[str, int]:
     Returns:
       ``{"scalars": total number of activation parameters, "cpaf_pairs": number of (a_1, b_1)
       pairs, i.e. of distinct CPAF activations (Fig. 14 counts these), "cpaf_terms": (a_i, b_i)
-      pairs over all terms, "layers": number of parametric activation modules}``.
+      pairs over all terms, "layers": number of parametric activation modules}``. Pairs are
+      counted for families with ``pairs`` (CPAF's (a, b)).
     """
-    scalars = pairs = terms = layers = 0
+    if not isinstance(model, nnx.Module):
+        raise TypeError(
+            f"count_activation_params expects an NNX module (a model or layer), got "
+            f"{type(model).__name__}"
+        )
+    pairs = terms = layers = 0
     for _, node in nnx.iter_graph(model):
         if not isinstance(node, nnx.Module):
             continue
-        if any(isinstance(v, m.ActivationParam) for v in vars(node).values()):
+        if any(isinstance(v, ActivationParam) for v in vars(node).values()):
             layers += 1
-        if isinstance(node, m.CPAF):
-            n = int(node.a.size)
-            pairs += n // node.k
-            terms += n
-    for leaf in jax.tree.leaves(nnx.state(model, m.ActivationParam)):
-        scalars += int(leaf.size)
+        if isinstance(node, Activation) and node.record.pairs is not None:
+            scale = getattr(node, node.record.pairs[0])
+            terms += int(scale.size)
+            pairs += int(np.prod(scale.shape[:-1]))
+    scalars = sum(int(leaf.size) for leaf in jax.tree.leaves(nnx.state(model, ActivationParam)))
     return {"scalars": scalars, "cpaf_pairs": pairs, "cpaf_terms": terms, "layers": layers}
+
+
+def _resolve(name: str, base) -> ActivationFamily:
+    # "cpaf" with a base is the curve fitter's historical spelling of cpaf_<base>.
+    return cpaf_family(base) if name == "cpaf" else family(name)
+
+
+def fit_activation(
+    target: str | Callable,
+    k: int = 4,
+    base="sigmoid",
+    interval: tuple[float, float] = (-3.0, 3.0),
+    *,
+    family: str = "cpaf",  # noqa: A002 - the argument's name since the first release
+    **kwargs,
+) -> CurveFit:
+    """``cpaf_jax.fitting.curve_fit.fit_curve`` by activation name.
+
+    Args:
+      target: a name in ``cpaf_jax.fitting.curve_fit.TARGETS`` or an elementwise callable.
+      k: number of terms (CPAF) or hinges (APL): the family's one integer shape option;
+        ignored by families without one.
+      base: CPAF base when ``family="cpaf"``.
+      interval: ``(lo, hi)``.
+      family: ``"cpaf"`` (with ``base``) or a registered parametric name (``"cpaf_relu"``,
+        ``"apl"``, ``"pau"``, ``"swish"``, ``"prelu"``, ``"elu_learned"``...).
+      **kwargs: other options (PAU's ``degrees``) and ``fit_curve``'s settings.
+
+    Raises:
+      ValueError: unknown family, target or base; bad k, interval or options.
+    """
+    record = _resolve(family, base)
+    counts = [n for n, d in record.shape_options if isinstance(d, int) and n not in kwargs]
+    options = {counts[0]: k} if len(counts) == 1 else {}
+    return fit_curve(target, record, interval, **options, **kwargs)
+
+
+def fit_initializer(
+    target: str | Callable,
+    k: int = 4,
+    base="sigmoid",
+    interval: tuple[float, float] = (-3.0, 3.0),
+    *,
+    family: str = "cpaf",  # noqa: A002
+    **kwargs,
+) -> tuple[np.ndarray, ...]:
+    """Fitted initial values in the module's argument order, to pass as ``*_init``.
+
+    ``(a_init, b_init)`` (shape ``(k,)`` each) for CPAF and APL, ``(p_init, q_init)`` for PAU,
+    ``(beta_init,)`` for Swish, ``(alpha_init,)`` for PReLU. Each broadcasts over any sharing,
+    so every activation of the layer starts from the fitted curve::
+
+        a, b = fit_initializer("tanh", k=4, base="sigmoid")
+        act = cpaf_jax.CPAF((26, 26, 16), k=4, base="sigmoid", a_init=a, b_init=b)
+
+    Arguments are those of ``fit_activation``, which also returns the fit's errors.
+    """
+    res = fit_activation(target, k, base, interval, family=family, **kwargs)
+    return tuple(res.params.values())

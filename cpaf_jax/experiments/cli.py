@@ -328,7 +328,9 @@ def _check_combination(p: argparse.ArgumentParser, args: argparse.Namespace, cfg
     if args.structure is not None and not cifar:
         p.error("argument --structure: applies to cifar10 and cifar100 only")
     activations = cfg.activations if args.activations is None else args.activations
-    cpaf = [a for a in activations if a.startswith("cpaf")]
+    from cpaf_jax.activations.registry import family
+
+    cpaf = [a for a in activations if family(a).pairs is not None]
     for option, value in (("--k", args.k), ("--init-a", args.init_a), ("--init-b", args.init_b)):
         if value is not None and not cpaf:
             p.error(

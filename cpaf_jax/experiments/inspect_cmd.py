@@ -14,30 +14,31 @@ import sys
 
 import numpy as np
 
+from cpaf_jax.activations.family import unit_params
 from cpaf_jax.experiments import plots
 from cpaf_jax.experiments.inspect_model import activation_layers, learned_curves
 
 
+def _stats(column: np.ndarray) -> dict:
+    return {
+        "mean": float(column.mean()),
+        "std": float(column.std()),
+        "min": float(column.min()),
+        "max": float(column.max()),
+    }
+
+
 def layer_stats(model) -> dict[str, dict]:
-    """Per activation layer: family, parameter shapes and per-term statistics."""
+    """Per parametric activation layer: its ``describe()`` and, per parameter, statistics of
+    each coefficient over the layer's units (``a1``, ``a2``... for CPAF; one for ``alpha``)."""
     out = {}
     for name, layer in activation_layers(model).items():
         info = dict(layer.describe())
-        params = {}
-        for pname in ("a", "b", "alpha"):
-            if hasattr(layer, pname):
-                arr = np.asarray(getattr(layer, pname)[...])
-                flat = arr.reshape(-1, arr.shape[-1]) if pname in ("a", "b") else arr.reshape(-1, 1)
-                params[pname] = [
-                    {
-                        "mean": float(c.mean()),
-                        "std": float(c.std()),
-                        "min": float(c.min()),
-                        "max": float(c.max()),
-                    }
-                    for c in flat.T
-                ]
-        info["params"] = params
+        values = unit_params(layer)
+        info["params"] = {
+            pname: [_stats(c) for c in v.reshape(len(v), -1).T]
+            for pname, v in zip(layer.record.params, values, strict=True)
+        }
         out[name] = info
     return out
 

@@ -56,16 +56,24 @@ def holds_run(path: str) -> bool:
     entries = os.listdir(path)
     if any(m in entries for m in RUN_MARKERS):
         return True
-    # Runs keep per-member folders ``<activation>/seed<k>/`` with their own metrics/checkpoints.
+    # Each activation's engine run keeps ``<activation>/`` with its metrics and checkpoints
+    # (and runs of earlier versions ``<activation>/seed<k>/``).
     for entry in entries:
         sub = os.path.join(path, entry)
-        if os.path.isdir(sub):
-            for member in os.listdir(sub):
-                if os.path.isdir(os.path.join(sub, member)) and any(
-                    m in os.listdir(os.path.join(sub, member)) for m in RUN_MARKERS
-                ):
-                    return True
+        if os.path.isdir(sub) and _holds_markers(sub, depth=1):
+            return True
     return False
+
+
+def _holds_markers(path: str, depth: int) -> bool:
+    entries = os.listdir(path)
+    if any(m in entries for m in RUN_MARKERS):
+        return True
+    return depth > 0 and any(
+        _holds_markers(os.path.join(path, e), depth - 1)
+        for e in entries
+        if os.path.isdir(os.path.join(path, e))
+    )
 
 
 def _visible_entries(path: str) -> list[str]:

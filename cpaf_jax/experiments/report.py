@@ -301,18 +301,21 @@ def render(cfg, runs: list[dict], *, baseline: str | None, command: str, plots: 
 
 
 def table(runs: list[dict], cfg) -> str:
-    """A short plain-text comparison table for the terminal, one line per group."""
+    """A short plain-text comparison table for the terminal, one line per group, with the
+    95% interval of the mean accuracy (Student's t over seeds) when there are several."""
     summary = summary_by_group(runs)
     width = max([14, *(len(label) for label in summary)])
     out = [
-        f"{'activation':<{width}} {'paper acc %':>11} {'ours acc %':>14} {'ours loss':>10} {'n':>3}"
+        f"{'activation':<{width}} {'paper acc %':>11} {'ours acc %':>14} {'95% CI':>15} "
+        f"{'ours loss':>10} {'n':>3}"
     ]
     for label, s in summary.items():
         paper = cfg.paper.get(s["activation"], {}).get("test_accuracy", "-")
         acc = s["test_accuracy"]
         std = f"±{acc['std'] * 100:.2f}" if acc["n"] > 1 else ""
+        ci = f"[{acc['ci95_low'] * 100:.2f}, {acc['ci95_high'] * 100:.2f}]" if acc["n"] > 1 else "-"
         out.append(
-            f"{label:<{width}} {paper!s:>11} {acc['mean'] * 100:>8.2f}{std:>6} "
+            f"{label:<{width}} {paper!s:>11} {acc['mean'] * 100:>8.2f}{std:>6} {ci:>15} "
             f"{s['test_loss']['mean']:>10.4f} {acc['n']:>3}"
         )
     return "\n".join(out)

@@ -120,10 +120,229 @@ def cifar_cost(bench_json: str | None = None) -> str:
     )
 
 
+class _Plots:
+    """Copies a part's PNGs beside REPRODUCTION.md and returns their links."""
+
+    def __init__(self, out: str, doc: str, doc_dir: str):
+        os.makedirs(doc_dir, exist_ok=True)
+        self.out, self.doc_dir = out, doc_dir
+        self.rel = os.path.relpath(os.path.abspath(doc_dir), os.path.dirname(os.path.abspath(doc)))
+
+    def lines(self, name: str, figures) -> list[str]:
+        """``![caption](link)`` lines for each ``(png, new name, caption)`` that exists."""
+        out = []
+        for png, new, cap in figures:
+            src = os.path.join(self.out, name, png)
+            if os.path.exists(src):
+                shutil.copyfile(src, os.path.join(self.doc_dir, new))
+                out += [f"![{cap}]({self.rel}/{new})", ""]
+        return out
+
+
+_FMNIST_FIGURES = (
+    ("test_loss.png", "fmnist_test_loss.png", "Test loss (Fig. 13)"),
+    ("ab_scatter_cpaf_sigmoid.png", "fmnist_ab_cpaf_sigmoid.png",
+     "Learned (a, b) of CPAF-sigmoid (Fig. 14)"),
+    ("shapes_cpaf_sigmoid.png", "fmnist_shapes_cpaf_sigmoid.png",
+     "Learned CPAF-sigmoid curves against the initial one"),
+    ("shapes_cpaf_relu.png", "fmnist_shapes_cpaf_relu.png", "Learned CPAF-ReLU curves"),
+)  # fmt: skip
+_FEATURES_FIGURES = (
+    ("test_loss.png", "features_test_loss.png", "Test loss (Fig. 10)"),
+    ("features_2d.png", "features_2d.png", "2-D features, 200 test images per class (Fig. 11)"),
+)
+
+
+def _fmnist_table(res: dict, cfg, command: str, out: str) -> list[str]:
+    env, st = res["environment"], res["settings"]
+    summary = summary_by_activation(res["runs"])
+    lines = [
+        f"Command: `{command}` (results in "
+        f"`{os.path.join(out, 'fashion_mnist', 'results.json')}`).",
+        "",
+        f"{st['epochs']} epochs, {st['optimizer']} lr {st['learning_rate']}, batch "
+        f"{st['batch_size']}, {st['train_images']} training / {st['test_images']} test "
+        f"images, on {env['backend']} ({env['device']}), jax {env['jax']}.",
+        "",
+        "| activation | paper acc. (%) | ours acc. (%) | 95% CI | paper loss | "
+        "ours loss | seeds | s/epoch* |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for act in SEVEN:
+        if act not in summary:
+            continue
+        s, paper = summary[act], cfg.paper.get(act, {})
+        acc = s["test_accuracy"]
+        eps = [x for r in res["runs"] if r["activation"] == act
+               for x in (r["epoch_seconds"][1:] or r["epoch_seconds"])]  # fmt: skip
+        lines.append(
+            f"| {act} | {paper.get('test_accuracy', '-')} | {_pct(acc)} | "
+            f"[{acc['ci95_low'] * 100:.2f}, {acc['ci95_high'] * 100:.2f}] | "
+            f"{paper.get('test_loss', '-')} | {_loss(s['test_loss'])} | {acc['n']} | "
+            f"{sum(eps) / max(len(eps), 1):.1f} |"
+        )
+    return lines + [
+        "",
+        "*s/epoch: the epoch time of each activation's engine run (all its seeds together), "
+        "measured while other jobs shared the 2 cores; compare only roughly.",
+    ]
+
+
+def _fmnist_pairs(res: dict) -> list[str]:
+    from cpaf_jax.experiments.stats import paired_difference
+
+    acc_by = {}
+    for r in res["runs"]:
+        acc_by.setdefault(r["activation"], {})[r["seed"]] = r["test_accuracy"]
+    lines = [
+        "",
+        "Paired differences in test accuracy (percentage points, same seeds):",
+        "",
+        "| comparison | mean | 95% CI | significant at 5% |",
+        "|---|---|---|---|",
+    ]
+    for cp in ("cpaf_sigmoid", "cpaf_relu"):
+        for base in ("prelu", "elu", "relu"):
+            if cp in acc_by and base in acc_by:
+                d = paired_difference(acc_by[cp], acc_by[base])
+                lines.append(
+                    f"| {cp} - {base} | {d['mean'] * 100:+.2f} | [{d['ci95_low'] * 100:+.2f}, "
+                    f"{d['ci95_high'] * 100:+.2f}] | {'yes' if d['significant'] else 'no'} |"
+                )
+    counts = next(
+        (r["activation_params"] for r in res["runs"] if r["activation"] == "cpaf_sigmoid"), None
+    )
+    if counts:
+        lines += [
+            "",
+            f"Fig. 14 counts 14,790 (a1, b1) pairs; our network has "
+            f"{counts['cpaf_pairs']:,} (3x3 VALID convolutions, 2x2 pooling; the paper "
+            "does not say where its other 36 come from).",
+            "",
+        ]
+    return lines
+
+
+def _time_to_accuracy(res: dict, cfg) -> list[str]:
+    tta = [(r["activation"], r["time_to_accuracy"]) for r in res["runs"]]
+    lines = [
+        f"Time to {cfg.time_to_accuracy:.0%} test accuracy (Table 6's question, "
+        "training seconds, mean over seeds that reached it):",
+        "",
+        "| activation | seconds | reached |",
+        "|---|---|---|",
+    ]
+    for act in SEVEN:
+        ts = [t for a, t in tta if a == act and t is not None]
+        n = sum(1 for a, _ in tta if a == act)
+        if n:
+            mean = f"{sum(ts) / len(ts):.1f}" if ts else "-"
+            lines.append(f"| {act} | {mean} | {len(ts)}/{n} |")
+    return (
+        lines
+        + ["", "Settings the paper leaves open:", ""]
+        + [f"- {k}: {v}" for k, v in cfg.chosen.items()]
+        + [""]
+    )
+
+
+def _fmnist_section(out: str, commands: dict, plots: _Plots) -> list[str]:
+    lines = ["## 4.2 Fashion-MNIST against other parametric activations (Table 2, Fig. 13-14)", ""]
+    res = _load(out, "fashion_mnist")
+    if res is None:
+        return lines + ["Not run yet: `" + commands["fashion_mnist"] + "`", ""]
+    cfg = get_config("fashion_mnist")
+    lines += _fmnist_table(res, cfg, commands["fashion_mnist"], out)
+    lines += _fmnist_pairs(res)
+    lines += plots.lines("fashion_mnist", _FMNIST_FIGURES)
+    return lines + _time_to_accuracy(res, cfg)
+
+
+def _features_section(out: str, commands: dict, plots: _Plots) -> list[str]:
+    lines = ["## 4.1 Feature extraction (Fig. 9-11)", ""]
+    res = _load(out, "mnist_features")
+    if res is None:
+        return lines + ["Not run yet: `" + commands["mnist_features"] + "`", ""]
+    cfg = get_config("mnist_features")
+    ds = res["settings"]["dataset"]
+    lines += [f"Command: `{commands['mnist_features']}`.", ""]
+    if ds != "mnist":
+        lines += [
+            f"MNIST cannot be downloaded here, so this ran on **{ds}** with the same "
+            "network; with tfds and a network, `python -m train mnist_features` runs "
+            "it on MNIST.",
+            "",
+        ]
+    lines += [
+        "| activation | paper test loss (MNIST) | ours test loss | ours acc. (%) | seeds |",
+        "|---|---|---|---|---|",
+    ]
+    for act, s in summary_by_activation(res["runs"]).items():
+        lines.append(
+            f"| {act} | {cfg.paper.get(act, {}).get('test_loss', '-')} | "
+            f"{_loss(s['test_loss'])} | {_pct(s['test_accuracy'])} | "
+            f"{s['test_accuracy']['n']} |"
+        )
+    return lines + [""] + plots.lines("mnist_features", _FEATURES_FIGURES)
+
+
+def _cifar_section() -> list[str]:
+    lines = [
+        "## 4.3 CIFAR-10 and CIFAR-100 (Tables 3-6, Fig. 15)",
+        "",
+        "CIFAR cannot be downloaded here and no GPU was lent to this session, so these were "
+        "not run. The commands are ready and tested end to end on small CIFAR-format data "
+        "(`tests/test_training.py::test_cifar_command_end_to_end_on_cifar_format_data`):",
+        "",
+        "```bash",
+    ]
+    lines += [f"python -m train {ds} --structure {s} --seeds 5 --baseline relu --data-dir DIR"
+              for ds in ("cifar10", "cifar100") for s in (1, 2, 3)]  # fmt: skip
+    return lines + [
+        "```",
+        "",
+        cifar_cost()
+        + " Table 6's question is answered from the `time_to_accuracy` field of each run in "
+        "`results.json`.",
+        "",
+    ]
+
+
+def _ablation_section(out: str, commands: dict) -> list[str]:
+    lines = ["## Ablation: number of terms and parameter sharing (not in the paper)", ""]
+    rows = []
+    for k in (1, 2, 3, 4):
+        for sharing in ("element", "channel", "shared"):
+            r = _load(out, f"ablation_k{k}_{sharing}")
+            for act, s in summary_by_activation(r["runs"] if r else []).items():
+                n_par = next(
+                    x["activation_params"]["scalars"] for x in r["runs"] if x["activation"] == act
+                )
+                rows.append(
+                    f"| {act} | {k} | {sharing} | {n_par:,} | {_pct(s['test_accuracy'])} "
+                    f"| {_loss(s['test_loss'])} | {s['test_accuracy']['n']} |"
+                )
+    if not rows:
+        return lines + ["Not run yet.", ""]
+    ep = (_load(out, "ablation_k1_element") or {}).get("settings", {}).get("epochs", "?")
+    return lines + [
+        f"Experiment 4.2's network, {ep} epochs each; command for one cell: "
+        f"`{commands.get('ablation_k2_channel', '')}`.",
+        "",
+        "Initial values for k != 2 scale Table 1's a_i by 2/k "
+        "(`cpaf_jax.activations.initializers`), so the sum of the scales, and with it the "
+        "initial slope and range, is Table 1's for every k.",
+        "",
+        "| activation | k | sharing | activation params | acc. (%) | loss | seeds |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
     """REPRODUCTION.md from the results under ``out``; copies plots into ``doc_dir``."""
-    os.makedirs(doc_dir, exist_ok=True)
-    rel = os.path.relpath(os.path.abspath(doc_dir), os.path.dirname(os.path.abspath(doc)))
+    plots = _Plots(out, doc, doc_dir)
     lines = [
         "# Reproduction of Ko, Li, Ko (2022)",
         "",
@@ -133,220 +352,10 @@ def render(out: str, doc: str, doc_dir: str, commands: dict[str, str]) -> str:
         "intervals of the mean; significance is a paired test over the same seeds.",
         "",
     ]
-
-    def copy(name: str, png: str, new: str) -> str | None:
-        src = os.path.join(out, name, png)
-        if not os.path.exists(src):
-            return None
-        shutil.copyfile(src, os.path.join(doc_dir, new))
-        return f"{rel}/{new}"
-
-    res = _load(out, "fashion_mnist")
-    lines += ["## 4.2 Fashion-MNIST against other parametric activations (Table 2, Fig. 13-14)", ""]
-    if res is None:
-        lines += ["Not run yet: `" + commands["fashion_mnist"] + "`", ""]
-    else:
-        cfg = get_config("fashion_mnist")
-        env, st = res["environment"], res["settings"]
-        summary = summary_by_activation(res["runs"])
-        lines += [
-            f"Command: `{commands['fashion_mnist']}` (results in "
-            f"`{os.path.join(out, 'fashion_mnist', 'results.json')}`).",
-            "",
-            f"{st['epochs']} epochs, {st['optimizer']} lr {st['learning_rate']}, batch "
-            f"{st['batch_size']}, {st['train_images']} training / {st['test_images']} test "
-            f"images, on {env['backend']} ({env['device']}), jax {env['jax']}.",
-            "",
-            "| activation | paper acc. (%) | ours acc. (%) | 95% CI | paper loss | "
-            "ours loss | seeds | s/epoch* |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for act in SEVEN:
-            if act not in summary:
-                continue
-            s = summary[act]
-            acc = s["test_accuracy"]
-            paper = cfg.paper.get(act, {})
-            eps = [
-                x
-                for r in res["runs"]
-                if r["activation"] == act
-                for x in (r["epoch_seconds"][1:] or r["epoch_seconds"])
-            ]
-            lines.append(
-                f"| {act} | {paper.get('test_accuracy', '-')} | {_pct(acc)} | "
-                f"[{acc['ci95_low'] * 100:.2f}, {acc['ci95_high'] * 100:.2f}] | "
-                f"{paper.get('test_loss', '-')} | {_loss(s['test_loss'])} | {acc['n']} | "
-                f"{sum(eps) / max(len(eps), 1):.1f} |"
-            )
-        lines += [
-            "",
-            "*s/epoch: each member's share of its sweep's epoch time, measured while "
-            "other jobs shared the 2 cores; compare within a row's order only roughly.",
-        ]
-        acc_by = {}
-        for r in res["runs"]:
-            acc_by.setdefault(r["activation"], {})[r["seed"]] = r["test_accuracy"]
-        lines += [
-            "",
-            "Paired differences in test accuracy (percentage points, same seeds):",
-            "",
-            "| comparison | mean | 95% CI | significant at 5% |",
-            "|---|---|---|---|",
-        ]
-        from cpaf_jax.experiments.stats import paired_difference
-
-        for cp in ("cpaf_sigmoid", "cpaf_relu"):
-            for base in ("prelu", "elu", "relu"):
-                if cp in acc_by and base in acc_by:
-                    d = paired_difference(acc_by[cp], acc_by[base])
-                    lines.append(
-                        f"| {cp} - {base} | {d['mean'] * 100:+.2f} | [{d['ci95_low'] * 100:+.2f}, "
-                        f"{d['ci95_high'] * 100:+.2f}] | {'yes' if d['significant'] else 'no'} |"
-                    )
-        counts = next(
-            (r["activation_params"] for r in res["runs"] if r["activation"] == "cpaf_sigmoid"), None
-        )
-        if counts:
-            lines += [
-                "",
-                f"Fig. 14 counts 14,790 (a1, b1) pairs; our network has "
-                f"{counts['cpaf_pairs']:,} (3x3 VALID convolutions, 2x2 pooling; the paper "
-                "does not say where its other 36 come from).",
-                "",
-            ]
-        for png, new, cap in (
-            ("test_loss.png", "fmnist_test_loss.png", "Test loss (Fig. 13)"),
-            (
-                "ab_scatter_cpaf_sigmoid.png",
-                "fmnist_ab_cpaf_sigmoid.png",
-                "Learned (a, b) of CPAF-sigmoid (Fig. 14)",
-            ),
-            (
-                "shapes_cpaf_sigmoid.png",
-                "fmnist_shapes_cpaf_sigmoid.png",
-                "Learned CPAF-sigmoid curves against the initial one",
-            ),
-            ("shapes_cpaf_relu.png", "fmnist_shapes_cpaf_relu.png", "Learned CPAF-ReLU curves"),
-        ):
-            p = copy("fashion_mnist", png, new)
-            if p:
-                lines += [f"![{cap}]({p})", ""]
-        tta = [(r["activation"], r["time_to_accuracy"]) for r in res["runs"]]
-        lines += [
-            f"Time to {cfg.time_to_accuracy:.0%} test accuracy (Table 6's question, "
-            "training seconds, mean over seeds that reached it):",
-            "",
-            "| activation | seconds | reached |",
-            "|---|---|---|",
-        ]
-        for act in SEVEN:
-            ts = [t for a, t in tta if a == act and t is not None]
-            n = sum(1 for a, _ in tta if a == act)
-            if n:
-                mean = f"{sum(ts) / len(ts):.1f}" if ts else "-"
-                lines.append(f"| {act} | {mean} | {len(ts)}/{n} |")
-        lines += ["", "Settings the paper leaves open:", ""]
-        lines += [f"- {k}: {v}" for k, v in cfg.chosen.items()]
-        lines.append("")
-
-    res = _load(out, "mnist_features")
-    lines += ["## 4.1 Feature extraction (Fig. 9-11)", ""]
-    if res is None:
-        lines += ["Not run yet: `" + commands["mnist_features"] + "`", ""]
-    else:
-        cfg = get_config("mnist_features")
-        ds = res["settings"]["dataset"]
-        lines += [f"Command: `{commands['mnist_features']}`.", ""]
-        if ds != "mnist":
-            lines += [
-                f"MNIST cannot be downloaded here, so this ran on **{ds}** with the same "
-                "network; with tfds and a network, `python -m train mnist_features` runs "
-                "it on MNIST.",
-                "",
-            ]
-        lines += [
-            "| activation | paper test loss (MNIST) | ours test loss | ours acc. (%) | seeds |",
-            "|---|---|---|---|---|",
-        ]
-        for act, s in summary_by_activation(res["runs"]).items():
-            lines.append(
-                f"| {act} | {cfg.paper.get(act, {}).get('test_loss', '-')} | "
-                f"{_loss(s['test_loss'])} | {_pct(s['test_accuracy'])} | "
-                f"{s['test_accuracy']['n']} |"
-            )
-        lines.append("")
-        for png, new, cap in (
-            ("test_loss.png", "features_test_loss.png", "Test loss (Fig. 10)"),
-            (
-                "features_2d.png",
-                "features_2d.png",
-                "2-D features, 200 test images per class (Fig. 11)",
-            ),
-        ):
-            p = copy("mnist_features", png, new)
-            if p:
-                lines += [f"![{cap}]({p})", ""]
-
-    lines += [
-        "## 4.3 CIFAR-10 and CIFAR-100 (Tables 3-6, Fig. 15)",
-        "",
-        "CIFAR cannot be downloaded here and no GPU was lent to this session, so these were "
-        "not run. The commands are ready and tested end to end on small CIFAR-format data "
-        "(`tests/test_training.py::test_cifar_command_end_to_end_on_cifar_format_data`):",
-        "",
-        "```bash",
-    ]
-    for ds in ("cifar10", "cifar100"):
-        for s in (1, 2, 3):
-            lines.append(
-                f"python -m train {ds} --structure {s} --seeds 5 --baseline relu --data-dir DIR"
-            )
-    lines += [
-        "```",
-        "",
-        cifar_cost()
-        + " Table 6's question is answered from the `time_to_accuracy` field of each run in "
-        "`results.json`.",
-        "",
-    ]
-
-    lines += ["## Ablation: number of terms and parameter sharing (not in the paper)", ""]
-    rows = []
-    for k in (1, 2, 3, 4):
-        for sharing in ("element", "channel", "shared"):
-            r = _load(out, f"ablation_k{k}_{sharing}")
-            if r is None:
-                continue
-            for act, s in summary_by_activation(r["runs"]).items():
-                n_par = next(
-                    x["activation_params"]["scalars"] for x in r["runs"] if x["activation"] == act
-                )
-                rows.append(
-                    f"| {act} | {k} | {sharing} | {n_par:,} | {_pct(s['test_accuracy'])} "
-                    f"| {_loss(s['test_loss'])} | {s['test_accuracy']['n']} |"
-                )
-    if rows:
-        first = _load(out, "ablation_k1_element") or {}
-        ep = first.get("settings", {}).get("epochs", "?")
-        lines += (
-            [
-                f"Experiment 4.2's network, {ep} epochs each; command for one cell: "
-                f"`{commands.get('ablation_k2_channel', '')}`.",
-                "",
-                "Initial values for k != 2 extend Table 1 "
-                "(`cpaf_jax.activations.initializers`): every "
-                "ReLU-base term starts with a_i = 1, so the initial slope above all b_i is k; "
-                "the spread over seeds in the rows below shows how stable each choice trained.",
-                "",
-                "| activation | k | sharing | activation params | acc. (%) | loss | seeds |",
-                "|---|---|---|---|---|---|---|",
-            ]
-            + rows
-            + [""]
-        )
-    else:
-        lines += ["Not run yet.", ""]
+    lines += _fmnist_section(out, commands, plots)
+    lines += _features_section(out, commands, plots)
+    lines += _cifar_section()
+    lines += _ablation_section(out, commands)
     return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cpaf_jax.activations.registry import count_activation_params, is_parametric
+from cpaf_jax.activations.registry import count_activation_params, family, is_parametric
 from cpaf_jax.experiments import plots, records, report
 from cpaf_jax.experiments.figures import make_plots
 from cpaf_jax.experiments.tracking import make_tracker
@@ -107,23 +107,22 @@ def load_data(cfg, opts: RunOptions):
 
 def activation_kwargs_for(act: str, opts: RunOptions) -> dict:
     """The ``--k`` style arguments that apply to ``act`` (CPAF's number of terms)."""
-    return dict(opts.activation_kwargs or {}) if act.startswith("cpaf") else {}
+    return family(act).select(opts.activation_kwargs or {})
 
 
 def sweep_members(opts: RunOptions, act: str, settings: Settings) -> list[Member]:
     """One activation's members: seeds x learning rates x the (a, b) grid.
 
     The (a, b) grid follows Table 1's pattern for k terms: ``a_i = a`` and
-    ``b_i = linspace(b, -b, k)``; it applies to CPAF activations only (others get none).
+    ``b_i = linspace(b, -b, k)``; it applies to families with (scale, location) pairs (CPAF)
+    only; the others get none.
     """
     lrs = opts.learning_rates or (settings.learning_rate,)
     grid = [(None, None)]
-    if act.startswith("cpaf") and (opts.init_a or opts.init_b):
-        from cpaf_jax.activations.initializers import default_terms
-        from cpaf_jax.ops.bases import resolve_base
-
+    fam = family(act)
+    if fam.pairs is not None and (opts.init_a or opts.init_b):
         k = int(activation_kwargs_for(act, opts).get("k", 2))
-        a0, b0 = default_terms(resolve_base(act.split("_", 1)[1]), k)
+        a0, b0 = (fam.initial_values(k=k)[n] for n in fam.pairs)
         a_vals = opts.init_a or (float(a0[0]),)
         b_vals = opts.init_b or (float(b0[0]) if k > 1 else 0.0,)
         grid = [

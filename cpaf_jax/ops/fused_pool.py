@@ -14,9 +14,10 @@ the bias gradient over the full-size cotangent. Fused:
   gradient over the pooled cotangent. With per-element parameters it does so in a loop over
   two halves of the batch, which keeps half the terms alive at a time and lets XLA:CPU
   vectorise the sums (``_per_element_bwd``).
-* ``activation_max_pool_2x2`` dispatches on the activation module: CPAF goes through
-  ``cpaf_max_pool_2x2``; ReLU, sigmoid, tanh and ELU (nondecreasing, so ``max`` commutes with
-  them) pool first and activate a quarter of the elements; anything else is composed.
+* ``activation_max_pool_2x2`` asks the activation module: a module of an activation family
+  (``cpaf_jax.activations.family.Activation``) uses its family's fused form (CPAF goes through
+  ``cpaf_max_pool_2x2``; ReLU, sigmoid, tanh and ELU, nondecreasing so ``max`` commutes with
+  them, pool first and activate a quarter of the elements); anything else is composed.
 
 Section 3b of ``BENCHMARKS.md`` (``python -m benchmarks``) builds the Fashion-MNIST network of
 4.2 both ways (``fuse_pooling=False`` composes; batch 128, per-element parameters) and
@@ -36,7 +37,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cpaf_jax.activations.modules import CPAF, Fixed, check_features
 from cpaf_jax.ops import functional as F
 from cpaf_jax.ops.bases import SIGMOID, TANH, Base, resolve_base
 from cpaf_jax.ops.max_pool import max_pool_2x2, scatter_to_windows, window_argmax
@@ -50,9 +50,6 @@ _DERIVATIVE_OF_CENTERED = {
     SIGMOID: lambda h: 0.25 - h * h,
     TANH: lambda h: 1 - h * h,
 }
-
-# Activations that never decrease, so max-pooling commutes with them.
-_NONDECREASING = ("relu", "sigmoid", "tanh")
 
 
 def _check(y: Array, bias, a: Array, b: Array) -> None:
@@ -346,11 +343,10 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 def activation_max_pool_2x2(act, y: Array, bias: Array | None = None) -> Array:
     """``max_pool_2x2(act(y + bias))`` by the cheapest exact route for the activation module.
 
-    * ``cpaf_jax.CPAF`` with the default implementation: ``cpaf_max_pool_2x2``.
-    * ReLU, sigmoid, tanh and ELU with ``alpha >= 0`` (nondecreasing): ``act(max_pool_2x2(y) +
-      bias)``, the same values, with the activation and its derivative evaluated at a quarter
-      of the elements.
-    * anything else, or CPAF with another ``implementation``: the plain composition.
+    A module with a ``max_pool_2x2(y, bias)`` method (every activation family's module; see
+    ``cpaf_jax.activations.family.ActivationFamily.pool``) computes it its own way: CPAF with
+    the default implementation through ``cpaf_max_pool_2x2``, ReLU, sigmoid, tanh and ELU with
+    ``alpha >= 0`` by pooling first. Anything else (any callable) is composed.
 
     Args:
       act: an activation module (``cpaf_jax.activation(...)``) or any callable.
@@ -360,12 +356,7 @@ def activation_max_pool_2x2(act, y: Array, bias: Array | None = None) -> Array:
     Returns:
       ``[N, H // 2, W // 2, C]``.
     """
-    if isinstance(act, CPAF) and act.implementation in (None, F.DEFAULT_IMPLEMENTATION):
-        check_features("CPAF", act.features_shape, y)
-        return cpaf_max_pool_2x2(y, act.a[...], act.b[...], act.base, bias=bias)
-    if isinstance(act, Fixed) and (
-        act.name in _NONDECREASING or (act.name == "elu" and act.alpha >= 0)
-    ):
-        x = max_pool_2x2(y)
-        return act(x if bias is None else x + bias)
+    fused = getattr(act, "max_pool_2x2", None)
+    if callable(fused):
+        return fused(y, bias)
     return max_pool_2x2(act(y if bias is None else y + bias))

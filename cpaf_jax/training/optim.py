@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from cpaf_jax.activations.modules import ActivationParam
+from cpaf_jax.activations.family import ActivationParam
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 ACTIVATION, WEIGHT = "activation", "weight"

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cpaf_jax.activations.modules import ActivationParam
+from cpaf_jax.activations.family import ActivationParam
 
 Array = jax.Array
 

@@ -1,8 +1,9 @@
 """Self-describing checkpoints: a model spec saved with each checkpoint, and the way back.
 
 ``model_spec`` records what a model is (network kind, activation, sharing, model arguments, and
-per activation layer its family, k, sharing and initial values). ``restore_model`` rebuilds
-the network from that spec and loads the checkpoint's parameters, with no config needed.
+per activation layer its family's ``describe()`` and each parameter's initial value as
+``initial_<name>``). ``restore_model`` rebuilds the network from that spec and loads the
+checkpoint's parameters, with no config needed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from cpaf_jax.activations.initializers import default_terms
-from cpaf_jax.activations.modules import CPAF
+from cpaf_jax.activations.family import Activation
 from cpaf_jax.models import build_model
 from cpaf_jax.training.checkpoints import Checkpointer
 
@@ -50,18 +50,15 @@ def model_spec(
         built with by ``cpaf_jax.models.build_model``.
     """
     layers = {}
+    kw = activation_kwargs or {}
     for path, node in nnx.iter_graph(model):
-        describe = getattr(node, "describe", None)
-        if isinstance(node, nnx.Module) and callable(describe):
-            info = dict(describe())
-            if isinstance(node, CPAF):
-                a0, b0 = default_terms(node.base, node.k)
-                kw = activation_kwargs or {}
-                info["initial_a"] = (
-                    _jsonable(kw.get("a_init")) if kw.get("a_init") is not None else a0.tolist()
-                )
-                info["initial_b"] = (
-                    _jsonable(kw.get("b_init")) if kw.get("b_init") is not None else b0.tolist()
+        if isinstance(node, Activation):
+            info = dict(node.describe())
+            defaults = node.record.initial_values(**dict(node.shape_options))
+            for name in node.record.params:
+                given = kw.get(f"{name}_init")
+                info[f"initial_{name}"] = (
+                    _jsonable(given) if given is not None else defaults[name].tolist()
                 )
             layers["/".join(str(p) for p in path)] = _jsonable(info)
     return {

@@ -1,0 +1,134 @@
+"""ELU (Clevert et al. 2016) as two families: ``"elu"`` with a fixed ``alpha`` (1 by default)
+and ``"elu_learned"``, whose ``alpha`` is a trainable parameter initialised to 1 as the paper
+trains it (section 2: the alpha of PReLU and ELU "is learned by gradient descent"; 4.2:
+initialised as in their papers), per element by default like PReLU in 4.2.
+
+    elu(x) = x for x > 0,   alpha * (exp(x) - 1) otherwise
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cpaf_jax.activations._checks import check_broadcast, check_float
+from cpaf_jax.activations.family import Activation, ActivationFamily, pool_first
+from cpaf_jax.ops.max_pool import max_pool_2x2
+from cpaf_jax.ops.sharing import Sharing
+
+Array = jax.Array
+
+#: ELU's alpha (Clevert et al. 2016), fixed or initial.
+ELU_ALPHA = 1.0
+
+
+def _fixed_elu(x: Array, *, alpha: float = ELU_ALPHA) -> Array:
+    return jax.nn.elu(x, alpha)
+
+
+def learned_elu(x: Array, alpha: Array) -> Array:
+    """ELU with a parameter ``alpha``: ``x`` where ``x > 0``, ``alpha * (exp(x) - 1)`` elsewhere.
+
+    Args:
+      x: shape ``[..., *F]``, floating dtype.
+      alpha: shape ``[*P]`` broadcasting against the trailing axes of ``x`` (``()`` shared,
+        ``(C,)`` per channel, ``F`` per element).
+
+    Returns:
+      ``x``'s shape and dtype. ``d/d alpha = exp(x) - 1`` where ``x <= 0``, else 0.
+    """
+    x, alpha = jnp.asarray(x), jnp.asarray(alpha)
+    check_float("learned_elu", "x", x)
+    check_float("learned_elu", "alpha", alpha)
+    check_broadcast("learned_elu", x.shape, alpha.shape, alpha.shape, "alpha")
+    # expm1 of min(x, 0): the branch not taken stays finite, so its gradient is 0, not NaN.
+    neg = jnp.expm1(jnp.minimum(x, 0))
+    return jnp.where(x > 0, x, alpha.astype(x.dtype) * neg)
+
+
+def _fixed_pool(y: Array, bias: Array | None, *, alpha: float = ELU_ALPHA) -> Array:
+    # Nondecreasing for alpha >= 0 only: then pool first, otherwise compose.
+    if alpha >= 0:
+        return pool_first(_fixed_elu)(y, bias, alpha=alpha)
+    return max_pool_2x2(_fixed_elu(y if bias is None else y + bias, alpha=alpha))
+
+
+def _numpy(alpha):
+    def elu_numpy(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        x64 = x.astype(np.float64)
+        return np.where(x64 > 0, x64, alpha * np.expm1(np.minimum(x64, 0))).astype(x.dtype)
+
+    return elu_numpy
+
+
+class ELU(Activation):
+    """ELU with a fixed ``alpha`` (1 by default) as an NNX layer: ``[...]`` -> same shape and
+    dtype. ``features_shape``, ``sharing`` and ``rngs`` are accepted and ignored."""
+
+    def __init__(self, alpha: float = ELU_ALPHA, *, features_shape=None, sharing=None, rngs=None):
+        del features_shape, sharing, rngs
+        super().__init__(ELU_FAMILY, alpha=float(alpha))
+
+    @property
+    def alpha(self) -> float:
+        """The fixed alpha."""
+        return self.options["alpha"]
+
+
+class LearnedELU(Activation):
+    """ELU with a learned ``alpha`` (``"elu_learned"``), initialised to 1.
+
+    Args:
+      features_shape: per-example feature shape; needed unless ``sharing="shared"``.
+      sharing: ``"element"`` (default, like PReLU in 4.2), ``"channel"``, ``"shared"`` or axes.
+      alpha_init: initial alpha (scalar, array of the parameter shape or an initializer).
+      param_dtype: dtype of alpha.
+      rngs: needed only for a callable initializer.
+
+    Attributes:
+      alpha: ``ActivationParam`` of shape ``[*P]``.
+    """
+
+    def __init__(
+        self,
+        features_shape=None,
+        *,
+        sharing: Sharing = "element",
+        alpha_init=ELU_ALPHA,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs | None = None,
+    ):
+        super().__init__(
+            ELU_LEARNED_FAMILY,
+            features_shape,
+            sharing=sharing,
+            param_dtype=param_dtype,
+            rngs=rngs,
+            alpha_init=alpha_init,
+        )
+
+
+ELU_FAMILY = ActivationFamily(
+    name="elu",
+    apply=_fixed_elu,
+    call_options=(("alpha", ELU_ALPHA),),
+    described=("alpha",),
+    module=ELU,
+    pool=_fixed_pool,
+    to_numpy=lambda *, alpha=ELU_ALPHA: _numpy(alpha),
+)
+
+ELU_LEARNED_FAMILY = ActivationFamily(
+    name="elu_learned",
+    apply=learned_elu,
+    params=("alpha",),
+    coeff_shapes=lambda: ((),),
+    init=lambda: (np.asarray(ELU_ALPHA),),
+    default_sharing="element",
+    module=LearnedELU,
+    to_numpy=_numpy,
+    fit_starts=lambda rng, interval, r: (rng.uniform(0.0, 2.0, 1),),
+)

@@ -1,0 +1,82 @@
+"""PReLU (He et al. 2015) as an activation family, and its NNX module ``PReLU``."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cpaf_jax.activations.family import Activation, ActivationFamily
+from cpaf_jax.ops.sharing import Sharing
+
+Array = jax.Array
+
+#: PReLU's initial slope (He et al. 2015).
+PRELU_ALPHA_INIT = 0.25
+
+
+def prelu(x: Array, alpha: Array) -> Array:
+    """PReLU (He et al. 2015): ``x`` where ``x > 0``, ``alpha * x`` elsewhere.
+
+    ``x``: any shape ``[..., *F]``; ``alpha``: shape ``[*P]`` broadcasting against the trailing
+    axes of ``x`` (``()`` shared, ``(C,)`` per channel, ``F`` per element). The output has
+    ``x``'s shape and dtype.
+    """
+    alpha = alpha.astype(x.dtype)
+    return jnp.where(x > 0, x, alpha * x)
+
+
+def _to_numpy(alpha: np.ndarray):
+    def prelu_numpy(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        return np.where(x > 0, x, alpha * x).astype(x.dtype)
+
+    return prelu_numpy
+
+
+class PReLU(Activation):
+    """PReLU with a learned slope ``alpha`` (initialised to 0.25, as in He et al. 2015).
+
+    Args:
+      features_shape: per-example feature shape; needed unless ``sharing="shared"``.
+      sharing: ``"element"``, ``"channel"`` (He et al.'s channel-wise form), ``"shared"`` or
+        axes, as for ``CPAF``.
+      alpha_init: initial slope (scalar, array of the parameter shape or an initializer).
+      param_dtype: dtype of alpha.
+      rngs: needed only for a callable initializer.
+
+    Attributes:
+      alpha: ``ActivationParam`` of shape ``[*P]``.
+    """
+
+    def __init__(
+        self,
+        features_shape=None,
+        *,
+        sharing: Sharing = "channel",
+        alpha_init=PRELU_ALPHA_INIT,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs | None = None,
+    ):
+        super().__init__(
+            PRELU_FAMILY,
+            features_shape,
+            sharing=sharing,
+            param_dtype=param_dtype,
+            rngs=rngs,
+            alpha_init=alpha_init,
+        )
+
+
+PRELU_FAMILY = ActivationFamily(
+    name="prelu",
+    apply=prelu,
+    params=("alpha",),
+    coeff_shapes=lambda: ((),),
+    init=lambda: (np.asarray(PRELU_ALPHA_INIT),),
+    default_sharing="channel",
+    module=PReLU,
+    to_numpy=_to_numpy,
+    fit_starts=lambda rng, interval, r: (rng.uniform(-0.5, 1.0, 1),),
+)

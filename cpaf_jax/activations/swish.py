@@ -1,0 +1,99 @@
+"""Swish (Ramachandran et al. 2017), ``x * sigmoid(beta x)`` with a learned ``beta``, as an
+activation family, and its NNX module ``Swish``."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cpaf_jax.activations._checks import check_broadcast, check_float, compute_dtype
+from cpaf_jax.activations.family import Activation, ActivationFamily
+from cpaf_jax.activations.initializers import InitLike
+from cpaf_jax.ops.sharing import Sharing
+
+Array = jax.Array
+
+#: Swish's initial beta (Ramachandran et al. 2017: beta = 1 gives x * sigmoid(x), i.e. SiLU).
+SWISH_BETA_INIT = 1.0
+
+
+def swish(x: Array, beta) -> Array:
+    """Swish (Ramachandran et al. 2017): ``x * sigmoid(beta * x)``.
+
+    Args:
+      x: shape ``[..., *F]``, floating dtype.
+      beta: shape ``[*P]`` (no coefficient axis), ``P`` a suffix of ``x``'s shape or 1s; a
+        scalar shares one beta over everything.
+
+    Returns:
+      ``x``'s shape and dtype. Inputs below 32 bits are computed in float32.
+    """
+    x, beta = jnp.asarray(x), jnp.asarray(beta)
+    check_float("swish", "x", x)
+    check_float("swish", "beta", beta)
+    check_broadcast("swish", x.shape, beta.shape, beta.shape, "beta")
+    dt = compute_dtype(x, beta)
+    xc = x.astype(dt)
+    return (xc * jax.nn.sigmoid(beta.astype(dt) * xc)).astype(x.dtype)
+
+
+def _to_numpy(beta: np.ndarray):
+    def swish_numpy(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        x64 = x.astype(np.float64)
+        return (x64 * (0.5 * np.tanh(0.5 * beta * x64) + 0.5)).astype(x.dtype)
+
+    return swish_numpy
+
+
+class Swish(Activation):
+    """Swish with a learned ``beta``: ``x * sigmoid(beta * x)``.
+
+    Args:
+      features_shape: per-example feature shape, channels last; needed unless
+        ``sharing="shared"``.
+      sharing: ``"channel"`` (default, one beta per channel like PReLU's alpha), ``"element"``,
+        ``"shared"`` or a tuple of feature axes.
+      beta_init: initial beta (default 1.0, i.e. SiLU, as in Ramachandran et al. 2017), a scalar,
+        an array of the parameter shape or an initializer ``init(key, shape, dtype)``.
+      param_dtype: dtype of beta.
+      rngs: needed only for a callable initializer.
+
+    Attributes:
+      beta: ``ActivationParam`` of shape ``[*P]`` (no coefficient axis).
+
+    Call: ``x`` of shape ``[batch..., *features_shape]`` -> same shape and dtype.
+    """
+
+    def __init__(
+        self,
+        features_shape=None,
+        *,
+        sharing: Sharing = "channel",
+        beta_init: InitLike = SWISH_BETA_INIT,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs | None = None,
+    ):
+        super().__init__(
+            SWISH_FAMILY,
+            features_shape,
+            sharing=sharing,
+            param_dtype=param_dtype,
+            rngs=rngs,
+            beta_init=beta_init,
+        )
+
+
+SWISH_FAMILY = ActivationFamily(
+    name="swish",
+    apply=swish,
+    params=("beta",),
+    coeff_shapes=lambda: ((),),
+    init=lambda: (np.asarray(SWISH_BETA_INIT),),
+    default_sharing="channel",
+    module=Swish,
+    to_numpy=_to_numpy,
+    fit_starts=lambda rng, interval, r: (rng.uniform(0.0, 2.0, 1),),
+)
