@@ -10,11 +10,12 @@ import gzip
 import io
 import os
 import pickle
+import socket
 import struct
 import subprocess
 import sys
 import tarfile
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,8 @@ from cpaf_jax.data import (
     read_cifar,
     read_idx,
 )
+from cpaf_jax.data import datasets as datasets_module
+from cpaf_jax.data.tfds_source import PROBE_HOST, network_reachable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -452,18 +455,25 @@ def test_dataset_validates_counts() -> None:
         Dataset("mnist", x, np.zeros(2, np.int32), x, np.zeros(3, np.int32), 10, "t", (0,), (1,))
 
 
+@pytest.mark.parametrize("tensorflow", [False, True])
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100"])
-def test_offline_without_data_fails_fast_with_instructions(tmp_path: Path, name: str) -> None:
+def test_offline_without_data_fails_with_instructions_and_no_download(
+    tmp_path: Path, name: str, tensorflow: bool, no_download: dict, monkeypatch
+) -> None:
+    # With TensorFlow (patched in: it is not a dependency) the 2-second probe runs and finds no
+    # network; without it nothing may even be probed. A download must never start.
+    monkeypatch.setattr(datasets_module, "tensorflow_available", lambda: tensorflow)
     data_dir, tfds_dir = tmp_path / "empty", tmp_path / "empty_tfds"
     data_dir.mkdir()
     tfds_dir.mkdir()
-    start = time.monotonic()
     with pytest.raises(DataError) as info:
         load_dataset(
             name, data_dir=data_dir, system_dirs=[], tfds_data_dir=tfds_dir, allow_download=None
         )
-    elapsed = time.monotonic() - start
-    assert elapsed < 5.0, f"took {elapsed:.1f} s to give up"
+    assert no_download["download"] == []
+    assert no_download["connect"] == ([(PROBE_HOST,)] if tensorflow else [])
+    why = "no network" if tensorflow else "TensorFlow is not installed"
+    assert f"not downloading: {why}" in str(info.value)
     message = str(info.value)
     assert "three ways" in message
     assert str(data_dir) in message and str(tfds_dir) in message
@@ -479,9 +489,53 @@ def test_offline_without_data_fails_fast_with_instructions(tmp_path: Path, name:
         assert "cifar-100-python.tar.gz" in message
 
 
-def test_download_disabled_says_so(tmp_path: Path) -> None:
+def test_download_disabled_says_so(tmp_path: Path, no_download: dict, monkeypatch) -> None:
+    monkeypatch.setattr(datasets_module, "tensorflow_available", lambda: True)
     with pytest.raises(DataError, match=r"allow_download=False"):
         load_dataset("mnist", allow_download=False, **isolated(tmp_path))
+    assert no_download == {"connect": [], "download": []}  # not even probed
+
+
+def test_download_allowed_calls_tfds_once_and_reports_its_failure(
+    tmp_path: Path, monkeypatch
+) -> None:
+    calls = []
+    monkeypatch.setattr(
+        datasets_module, "download_tfds", lambda name, where: calls.append((name, where))
+    )
+    monkeypatch.setattr(datasets_module, "tensorflow_available", lambda: True)
+    # allow_download=True skips the probe; the (patched) download leaves nothing readable, so
+    # the read that follows fails with a DataError naming the TFDS directory.
+    with pytest.raises(DataError, match="empty_tfds"):
+        load_dataset("mnist", allow_download=True, **isolated(tmp_path))
+    assert calls == [("mnist", str(tmp_path / "empty_tfds"))]
+
+
+def test_network_probe_gives_up_when_dns_blocks(monkeypatch) -> None:
+    """Offline, a DNS lookup can block for minutes: the probe must answer False without it.
+
+    The fake connect blocks until released; if the probe waited for it to end it would see a
+    successful connection (True), so a probe that is not bounded fails this test.
+    """
+    release = threading.Event()
+
+    class _Connected:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def blocking_connect(host, timeout=None):
+        if release.wait(timeout=60):
+            raise OSError("released after the probe gave up")
+        return _Connected()
+
+    monkeypatch.setattr(socket, "create_connection", blocking_connect)
+    try:
+        assert network_reachable(("example.invalid", 80), timeout=0.05) is False
+    finally:
+        release.set()
 
 
 # --------------------------------------------------------------------------- TFDS
@@ -512,7 +566,8 @@ def test_tfds_data_source_path_with_mock_data(tmp_path: Path, name: str, shape: 
     instead of metadata files. The mock's ``__getitems__`` is broken (it is not bound to the
     mock), so the reader deliberately uses plain ``__getitem__``.
     """
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds  # a core dependency: an ImportError here is a failure
+
     tfds_dir = tmp_path / "tfds"
     _fake_prepared(tfds_dir, name)
     with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
@@ -520,6 +575,9 @@ def test_tfds_data_source_path_with_mock_data(tmp_path: Path, name: str, shape: 
         expected = tfds.data_source(name, split="test", data_dir=tfds_dir, download=False)
         expected_images = np.stack([expected[i]["image"] for i in range(6)])
         expected_labels = np.array([expected[i]["label"] for i in range(6)])
+        train = tfds.data_source(name, split="train", data_dir=tfds_dir, download=False)
+        train_images = np.stack([train[i]["image"] for i in range(6)])
+        train_labels = np.array([train[i]["label"] for i in range(6)])
     assert ds.source == f"tfds:{tfds_dir}"
     assert ds.train_images.shape == (6, *shape) and ds.train_images.dtype == np.float32
     assert ds.test_images.shape == (6, *shape)
@@ -529,6 +587,62 @@ def test_tfds_data_source_path_with_mock_data(tmp_path: Path, name: str, shape: 
         ds.test_images, normalised(expected_images, name), rtol=1e-5, atol=1e-5
     )
     np.testing.assert_array_equal(ds.test_labels, expected_labels)
+    # The train split's values too, not only its shape.
+    np.testing.assert_allclose(
+        ds.train_images, normalised(train_images, name), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_array_equal(ds.train_labels, train_labels)
+
+
+class _ExamplesSource:
+    """A stand-in for ``tfds.data_source``'s result: tfds's example dicts over given arrays."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        # tfds's fashion_mnist features: image uint8 (28, 28, 1), label int64 ClassLabel.
+        return {"image": self.images[i][..., None], "label": np.int64(self.labels[i])}
+
+
+def test_tfds_reader_on_the_debian_examples_equals_the_idx_reader(tmp_path, monkeypatch):
+    """The TFDS path (decoding, channel axis, normalisation, labels) gives exactly what the IDX
+    path gives, on the real Fashion-MNIST examples served as a tfds data source would serve
+    them: the same first images and labels, the same label histogram."""
+    import tensorflow_datasets as tfds
+
+    raw = [read_idx(FASHION_MNIST_DIR / f"{stem}.gz") for stem in _IDX_NAMES]
+    n_train, n_test = 3000, 700
+    splits = {
+        "train": (raw[0][:n_train], raw[1][:n_train]),
+        "test": (raw[2][:n_test], raw[3][:n_test]),
+    }
+    calls = []
+
+    def data_source(name, *, split, data_dir, download):
+        calls.append((name, split, download))
+        return _ExamplesSource(*splits[split])
+
+    monkeypatch.setattr(tfds, "data_source", data_source)
+    tfds_dir = tmp_path / "tfds"
+    _fake_prepared(tfds_dir, "fashion_mnist")
+    via_tfds = load_dataset(
+        "fashion_mnist", tmp_path / "none", system_dirs=[], tfds_data_dir=tfds_dir
+    )
+    via_idx = load_dataset("fashion_mnist", allow_download=False)
+    assert calls == [("fashion_mnist", "train", False), ("fashion_mnist", "test", False)]
+    assert via_tfds.source == f"tfds:{tfds_dir}" and via_idx.source == str(FASHION_MNIST_DIR)
+    np.testing.assert_array_equal(via_tfds.train_images, via_idx.train_images[:n_train])
+    np.testing.assert_array_equal(via_tfds.train_labels, via_idx.train_labels[:n_train])
+    np.testing.assert_array_equal(via_tfds.test_images, via_idx.test_images[:n_test])
+    np.testing.assert_array_equal(via_tfds.test_labels, via_idx.test_labels[:n_test])
+    np.testing.assert_array_equal(
+        np.bincount(via_tfds.train_labels, minlength=10),
+        np.bincount(raw[1][:n_train], minlength=10),
+    )
 
 
 def test_unreadable_tfds_dir_is_a_data_error(tmp_path: Path) -> None:
@@ -552,8 +666,12 @@ def test_real_fashion_mnist() -> None:
     assert ds.test_images.shape == (10000, 28, 28, 1) and ds.test_images.dtype == np.float32
     assert ds.train_labels.shape == (60000,) and ds.test_labels.shape == (10000,)
     assert ds.train_labels.dtype == np.int32
-    assert set(np.unique(ds.train_labels)) == set(range(10))
-    assert set(np.unique(ds.test_labels)) == set(range(10))
+    # Published facts of Fashion-MNIST: balanced classes (6000 / 1000 per class) and its first
+    # labels (an ankle boot, two T-shirts, a dress, ... in train; an ankle boot, a pullover...).
+    np.testing.assert_array_equal(np.bincount(ds.train_labels, minlength=10), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(ds.test_labels, minlength=10), [1000] * 10)
+    np.testing.assert_array_equal(ds.train_labels[:10], [9, 0, 0, 3, 0, 2, 7, 2, 5, 5])
+    np.testing.assert_array_equal(ds.test_labels[:10], [9, 2, 1, 1, 6, 1, 4, 6, 5, 7])
     # The constants were computed from this very training set.
     assert abs(float(ds.train_images.mean(dtype=np.float64))) < 1e-3
     assert abs(float(ds.train_images.std(dtype=np.float64)) - 1.0) < 1e-3

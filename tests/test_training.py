@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -288,11 +287,12 @@ def test_cifar_command_end_to_end_on_cifar_format_data(tmp_path, structure):
     assert np.isfinite(res["runs"][0]["test_loss"])
 
 
-def test_missing_data_fails_fast_with_the_ways_to_get_it(tmp_path, monkeypatch, capsys):
+def test_missing_data_fails_with_the_ways_to_get_it_and_no_download(
+    tmp_path, monkeypatch, capsys, no_download
+):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
-    t0 = time.monotonic()
     rc = main(["cifar100", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
-    assert time.monotonic() - t0 < 10
+    assert no_download["download"] == []  # offline (sockets raise): the CLI gives up at once
     assert rc == 2
     err = capsys.readouterr().err
     assert "cifar-100-python.tar.gz" in err and "tfds" in err.lower() and "--data-dir" in err

@@ -1,63 +1,121 @@
-"""Statistics over seeds: mean, standard deviation, Student-t 95% intervals, paired differences."""
+"""Statistics over seeds: mean, standard deviation, Student-t 95% intervals, paired t-tests.
+
+Quantiles and tests come from ``scipy.stats`` (exact for every degree of freedom). Missing
+values are handled the same way everywhere: ``None``, NaN and infinities are dropped before
+any statistic is computed, and the number of values (or seed pairs) actually used is reported.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 
-# Two-sided 95% Student-t quantiles t_{0.975, df}; beyond the table the normal 1.96 is within
-# 2% of the true value.
-_T975 = {
-    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-    10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
-    18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980,
-}  # fmt: skip
+import numpy as np
+from scipy import stats as _st
+
+_LEVEL = 0.95
+
+
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(float(v))
 
 
 def t_quantile_975(df: int) -> float:
-    """Two-sided 95% critical value of Student's t with ``df`` degrees of freedom."""
+    """Two-sided 95% critical value ``t_{0.975, df}`` of Student's t; NaN for ``df < 1``."""
     if df < 1:
         return float("nan")
-    if df in _T975:
-        return _T975[df]
-    larger = [d for d in sorted(_T975) if d > df]
-    return _T975[larger[0]] if larger else 1.96
+    return float(_st.t.ppf(0.5 + _LEVEL / 2, df))
 
 
-def summarize(values: Sequence[float]) -> dict[str, float]:
-    """Mean, sample standard deviation and 95% t-interval of the mean.
-
-    Returns:
-      ``{"n", "mean", "std", "ci95_low", "ci95_high"}``; std and the interval are NaN for n < 2.
-    """
-    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
-    n = len(xs)
-    if n == 0:
-        nan = float("nan")
-        return {"n": 0, "mean": nan, "std": nan, "ci95_low": nan, "ci95_high": nan}
-    mean = sum(xs) / n
-    if n < 2:
-        return {"n": 1, "mean": mean, "std": float("nan"), "ci95_low": float("nan"),
-                "ci95_high": float("nan")}  # fmt: skip
-    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = t_quantile_975(n - 1) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half}
-
-
-def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict[str, float]:
-    """Paired difference ``a - b`` over the seeds both have, with its 95% interval.
+def summarize(values: Sequence[float | None]) -> dict[str, float]:
+    """Mean, sample standard deviation and 95% Student-t interval of the mean.
 
     Args:
-      a, b: metric per seed.
+      values: one metric per seed; ``None``, NaN and +-inf entries are dropped (a diverged or
+        missing run) and counted in ``"dropped"``.
 
     Returns:
-      ``summarize`` of the per-seed differences, plus ``"significant"`` (1.0 when the interval
-      excludes 0, else 0.0) and ``"seeds"``.
+      ``{"n", "mean", "std", "ci95_low", "ci95_high", "dropped"}`` as floats (``n`` and
+      ``dropped`` as ints). ``std`` is the ``ddof=1`` estimate; the interval is
+      ``mean +- t_{0.975, n-1} * std / sqrt(n)``. ``mean`` is NaN for ``n == 0``; ``std`` and
+      the interval are NaN for ``n < 2``.
     """
-    seeds = sorted(set(a) & set(b))
-    diffs = [a[s] - b[s] for s in seeds]
-    out = summarize(diffs)
+    xs = np.asarray([float(v) for v in values if _finite(v)], dtype=np.float64)
+    n = int(xs.size)
+    nan = float("nan")
+    out = {"n": n, "mean": nan, "std": nan, "ci95_low": nan, "ci95_high": nan,
+           "dropped": len(values) - n}  # fmt: skip
+    if n == 0:
+        return out
+    mean = float(np.mean(xs))
+    out["mean"] = mean
+    if n < 2:
+        return out
+    std = float(np.std(xs, ddof=1))
+    half = t_quantile_975(n - 1) * std / math.sqrt(n)
+    out.update(std=std, ci95_low=mean - half, ci95_high=mean + half)
+    return out
+
+
+def _paired_p_value(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided paired t-test p-value (``scipy.stats.ttest_rel``); 1.0 when all diffs are 0."""
+    if a.size < 2:
+        return float("nan")
+    d = a - b
+    if np.all(d == 0):
+        # t = 0/0: scipy answers NaN; no difference was observed at all, so nothing is rejected.
+        return 1.0
+    with warnings.catch_warnings():
+        # Accuracies are multiples of 1/test-set size, so equal differences across seeds are
+        # common; scipy warns about its variance there but the answer (p = 0) is right.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(_st.ttest_rel(a, b).pvalue)
+
+
+def paired_difference(
+    a: Mapping[int, float | None], b: Mapping[int, float | None]
+) -> dict[str, float]:
+    """Paired difference ``a - b`` over the seeds both have, with its interval and t-test.
+
+    Args:
+      a, b: metric per seed. A seed is used only when both values are finite numbers; a seed
+        missing from either side, or ``None``/NaN/inf on either side, is left out.
+
+    Returns:
+      ``summarize`` of the per-seed differences, plus ``"seeds"`` (pairs used),
+      ``"p_value"`` (two-sided paired t-test, NaN below two pairs) and ``"significant"`` (1.0
+      when the 95% interval excludes 0, which is the same event as ``p_value < 0.05``).
+    """
+    seeds = sorted(s for s in set(a) & set(b) if _finite(a[s]) and _finite(b[s]))
+    xa = np.asarray([float(a[s]) for s in seeds], dtype=np.float64)
+    xb = np.asarray([float(b[s]) for s in seeds], dtype=np.float64)
+    out = summarize((xa - xb).tolist())
     lo, hi = out["ci95_low"], out["ci95_high"]
     out["significant"] = float(math.isfinite(lo) and (lo > 0 or hi < 0))
+    out["p_value"] = _paired_p_value(xa, xb)
     out["seeds"] = len(seeds)
+    return out
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values for a family of comparisons, in the input order.
+
+    With the ``m`` finite p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted
+    value is ``max_{j <= i} min(1, (m - j + 1) p_(j))``; rejecting where it is below 0.05
+    controls the family-wise error rate at 5%.
+
+    Args:
+      pvalues: one p-value per comparison; ``None``/NaN entries (comparisons with too few
+        seeds) are not counted in ``m`` and come back as NaN.
+    """
+    finite = [(float(p), i) for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
+    for p, _ in finite:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"holm: p-values must lie in [0, 1], got {p}")
+    out = [float("nan")] * len(pvalues)
+    m, running = len(finite), 0.0
+    for rank, (p, i) in enumerate(sorted(finite)):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
     return out

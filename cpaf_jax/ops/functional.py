@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from cpaf_jax.ops.bases import Base, resolve_base
+from cpaf_jax.ops.vma import match_vma
 
 Array = jax.Array
 BaseLike = str | Base | Callable[[Array], Array]
@@ -408,6 +409,7 @@ def cpaf(
     """
     base = resolve_base(base)
     y, a, b, _ = _prepare(y, a, b)
+    y, a, b = match_vma(y, a, b)  # replicated a, b under a batch-split shard_map
     impl = implementation or DEFAULT_IMPLEMENTATION
     if impl == "custom_vjp":
         return _cpaf_custom(y, a, b, base)

@@ -40,6 +40,7 @@ from jax import lax
 from cpaf_jax.ops import functional as F
 from cpaf_jax.ops.bases import SIGMOID, TANH, Base, resolve_base
 from cpaf_jax.ops.max_pool import max_pool_2x2, scatter_to_windows, window_argmax
+from cpaf_jax.ops.vma import match_vma
 
 Array = jax.Array
 
@@ -102,7 +103,8 @@ def cpaf_max_pool_2x2(
     # The custom VJP sees y and bias in the dtype of their sum; autodiff of the casts
     # returns each cotangent in its input's dtype.
     dtype = jnp.result_type(y, bias)
-    return _fused(y.astype(dtype), bias.astype(dtype), a, b, base)
+    y, bias, a, b = match_vma(y.astype(dtype), bias.astype(dtype), a, b)  # see ops/vma.py
+    return _fused(y, bias, a, b, base)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
