@@ -150,7 +150,9 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(small, tmp_pat
     _assert_same(res.state.params, full.state.params)
 
 
-def test_sweep_killed_in_its_second_epoch_resumes_without_retraining_the_first(tmp_path):
+def test_sweep_killed_in_its_second_epoch_resumes_without_retraining_the_first(
+    tmp_path, jax_subprocess_env
+):
     """A real SIGKILL of a two-member ``python -m train`` sweep once epoch 1's checkpoint
     exists, then ``--resume``: it trains epochs 2-3 only and ends where the uninterrupted
     sweep ends."""
@@ -159,7 +161,8 @@ def test_sweep_killed_in_its_second_epoch_resumes_without_retraining_the_first(t
             "--no-plots"]  # fmt: skip
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "train", *args, "--no-progress", "--out", str(killed)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=jax_subprocess_env)  # fmt: skip
     ckpts = killed / "cpaf_relu" / "checkpoints"
     deadline = time.monotonic() + 300
     # Orbax writes commit_success.txt last: before it the checkpoint is not complete (and a
@@ -173,7 +176,7 @@ def test_sweep_killed_in_its_second_epoch_resumes_without_retraining_the_first(t
     assert not (ckpts / "2").exists(), "the kill came too late to interrupt epoch 2"
     resumed = subprocess.run([sys.executable, "-m", "train", *args, "--out", str(killed),
                               "--resume"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=600)  # fmt: skip
+                             timeout=600, env=jax_subprocess_env)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "epoch 1/3" not in resumed.stderr and "epoch 2/3" in resumed.stderr
     assert main([*args, "--no-progress", "--out", str(tmp_path / "full")]) == 0
