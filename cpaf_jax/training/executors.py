@@ -423,6 +423,7 @@ class DataParallelExecutor(LoopExecutor):
         mesh = program.mesh
         self.places = [mesh] * n_members
         self._batch = jax.sharding.NamedSharding(mesh, P(None, shd.mesh_axis(mesh)))
+        self._step = shd.data_parallel_train_step(program.graphdef, program.tx, mesh, rows=True)
 
     def _put(self, x, m):
         return shd.put_tree(x, shd.replicated(self.program.mesh))

@@ -158,17 +158,21 @@ def leading_axis(mesh: Mesh, ndim_before: int = 0) -> NamedSharding:
     return NamedSharding(mesh, P(*([None] * ndim_before), mesh_axis(mesh)))
 
 
-def data_parallel_train_step(graphdef, tx, mesh: Mesh):
-    """A jitted, donating ``step(state, images, labels, idx) -> state`` split over the batch.
+def data_parallel_train_step(graphdef, tx, mesh: Mesh, *, rows: bool = False):
+    """A jitted, donating train step split over the batch: the one data-parallel program
+    (the engine's ``data_parallel`` strategy runs it too).
 
     Args:
-      graphdef, tx: as for ``train_state.make_train_step``.
+      graphdef, tx: as for ``state.make_train_step``.
       mesh: 1-D mesh (``data_mesh()``); ``B`` must be a multiple of its size.
+      rows: ``False``: ``step(state, images, labels, idx [B])``; ``True``:
+        ``step(state, images, labels, perm [S, B], i)``, the epoch's index table with the
+        step's row sliced inside the program (``state.row_step``).
 
     Inputs (place them with ``replicate``/``shard_batch``; they are also accepted from host):
       state: ``TrainState``, replicated.
       images: ``[N, H, W, C]`` float32, replicated; labels ``[N]`` int32, replicated.
-      idx: ``[B]`` int32, split over the mesh axis.
+      idx / perm: int32, split over the mesh axis along ``B``.
 
     Returns the same state a single-device step would (up to the order of float reductions:
     the batch mean is an all-reduce of per-device sums).
@@ -176,18 +180,18 @@ def data_parallel_train_step(graphdef, tx, mesh: Mesh):
     axis = mesh_axis(mesh)
     step = make_train_step(graphdef, tx)
     repl = NamedSharding(mesh, P())
-    batch = NamedSharding(mesh, P(axis))
 
-    def checked(state, images, labels, idx):
-        if idx.shape[0] % mesh_size(mesh):
+    def checked(state, images, labels, idx, *i):
+        if idx.shape[-1] % mesh_size(mesh):
             raise ValueError(
-                f"batch of {idx.shape[0]} does not split over {mesh_size(mesh)} devices"
+                f"batch of {idx.shape[-1]} does not split over {mesh_size(mesh)} devices"
             )
-        return step(state, images, labels, idx)
+        return step(state, images, labels, idx[i[0]] if rows else idx)
 
+    batch = NamedSharding(mesh, P(None, axis) if rows else P(axis))
     return compile_options.jit(
         checked,
-        in_shardings=(repl, repl, repl, batch),
+        in_shardings=(repl, repl, repl, batch) + ((repl,) if rows else ()),
         out_shardings=repl,
         donate_argnums=(0,),
     )
