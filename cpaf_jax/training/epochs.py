@@ -8,6 +8,7 @@ members' ``failed_step``.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -204,7 +205,8 @@ class EpochRunner:
         spread = f" [{acc.min():.4f}, {acc.max():.4f}] over {len(ok)}" if len(ok) > 1 else ""
         tqdm.write(
             f"{self.cfg.name} epoch {epoch + 1}/{self.cfg.epochs}: train loss {loss:.4f}, "
-            f"test accuracy {np.nanmean(acc):.4f}{spread}, {ips:,.0f} img/s, {secs:.1f} s"
+            f"test accuracy {np.nanmean(acc):.4f}{spread}, {ips:,.0f} img/s, {secs:.1f} s",
+            file=sys.stderr,
         )
 
     # -- the result -----------------------------------------------------------------------
