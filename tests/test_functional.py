@@ -709,7 +709,7 @@ def test_staged_parameter_sums_match_autodiff(y_shape, p_shape):
     from cpaf_jax.ops.reductions import row_plan
 
     plan = row_plan(y_shape, p_shape[:-1])
-    assert plan is not None and plan.rows * plan.cols == np.prod(y_shape)
+    assert plan is not None and plan.rows * np.prod(plan.row_shape) == np.prod(y_shape)
     y = jax.random.normal(jax.random.key(0), y_shape)
     g = jax.random.normal(jax.random.key(1), y_shape)
     a = 1.0 + 0.1 * jax.random.normal(jax.random.key(2), p_shape)

@@ -258,7 +258,12 @@ def _cpaf_custom_bwd(base, res, g):
     p_shape = a.shape[:-1]
     plan = R.row_plan(tuple(y.shape), p_shape)
     if plan is not None:
-        # Everything in the [rows, cols] view, the parameters broadcast along rows only.
+        if plan.f > 1:
+            # Regrouped rows mix the input's axes: what produced g (a pool's backward, batch
+            # norm's, dropout's mask) would be recomputed in each pass with index arithmetic
+            # per element; written once, each pass reads it in place.
+            g = R.materialize(g)
+        # Everything in the row view, the parameters broadcast along rows only.
         yv, gv, ac, bc = (
             plan.view(y),
             plan.view(g),

@@ -11,7 +11,8 @@ XLA:CPU how that sum is written decides what it costs:
   gradients per reduction, until few rows remain;
 * with few kept elements (per channel: ``M = C``; shared: ``M = 1``) the vector lanes would go
   unused, so rows are first regrouped into wider ones (``[N, M] -> [N / f, f * M]``) and the
-  ``f`` partial sums added at the end.
+  ``f`` partial sums added at the end; otherwise the kept axes stay as they are, so that an
+  input's producer fused into the sums (a max-pool's backward) needs no index arithmetic.
 
 Every function here is exact (sums in another order: float rounding only) and differentiable.
 ``python -m benchmarks --only activation`` measures the layer built on them (section 1).
@@ -110,53 +111,59 @@ def _fold(group: tuple[Array, ...]) -> tuple[Array, ...]:
         head = _fold(tuple(x[: r - rest] for x in group))
         tail = sum_many(tuple(x[r - rest :] for x in group), (0,))
         return tuple(h + t for h, t in zip(head, tail, strict=True))
-    return _fold(sum_many(tuple(x.reshape(r // STAGE, STAGE, -1) for x in group), (1,)))
+    return _fold(sum_many(tuple(x.reshape((r // STAGE, STAGE, *x.shape[1:])) for x in group), (1,)))
 
 
 @dataclasses.dataclass(frozen=True)
 class RowPlan:
-    """How an input ``[*L, *M]`` is viewed as ``[rows, cols]`` to sum over its leading axes.
+    """How an input ``[*L, *M]`` is viewed as rows to sum over its leading axes ``L``.
 
-    The ``n = prod(L)`` summed rows of ``m = prod(M)`` elements are regrouped ``f`` at a time
-    into ``rows = n / f`` rows of ``cols = f * m`` elements, so that a row fills the vector
-    lanes even when ``m`` is small (per channel, shared). Compute the per-element products
-    in this view, with the parameters laid out by ``tile`` (a plain broadcast along rows, which
-    XLA:CPU vectorises; broadcasting ``[C]`` against the original layout costs an index
-    division per element), and sum them with ``sums``.
+    The view is ``[rows, *M]``: the ``n = prod(L)`` summed rows with the kept axes as they
+    are, so whatever produced the input (a max-pool's backward, say) maps onto it without
+    index arithmetic. When a row is short (``m = prod(M)`` below ``MIN_COLUMNS``: per channel,
+    shared) rows are regrouped ``f`` at a time into ``[n / f, f * m]`` instead, so that a row
+    fills the vector lanes. Compute the per-element products in this view, with the parameters
+    laid out by ``tile``, and sum them with ``sums``.
 
     Attributes:
-      rows, cols: the 2-D view's shape.
-      f: rows of the original grouped into one row of the view.
+      rows: rows of the view, ``n / f``.
+      f: rows of the original grouped into one row of the view (1: not regrouped).
       kept: ``M``, the shape each sum is returned in.
     """
 
     rows: int
-    cols: int
     f: int
     kept: tuple[int, ...]
 
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.kept if self.f == 1 else (self.f * math.prod(self.kept),)
+
     def view(self, x: Array) -> Array:
-        """``[*L, *M] -> [rows, cols]`` (a reshape, free)."""
-        return x.reshape(self.rows, self.cols)
+        """``[*L, *M] -> [rows, *row_shape]`` (a reshape, free)."""
+        return x.reshape((self.rows, *self.row_shape))
 
     def tile(self, p: Array) -> Array:
-        """Parameters ``[*P, k]`` (``P`` broadcasting to ``M``) -> ``[k, cols]``, matching
-        ``view``'s columns, term axis first, written once (``materialize``): read in place
-        by the loops that use them, the tiling and the interleaved term axis cost index
+        """Parameters ``[*P, k]`` (``P`` broadcasting to ``M``) -> ``[k, *row_shape]``,
+        matching ``view``'s rows, term axis first, written once (``materialize``): read in
+        place by the loops that use them, a strided term axis or a tiling costs index
         arithmetic per element."""
+        k = p.shape[-1]
         # Over the kept axes P equals M; any longer P is 1 along the summed axes.
-        p = p.reshape(math.prod(self.kept), p.shape[-1]).T
-        return materialize(jnp.tile(p, (1, self.f)) if self.f > 1 else p)
+        p = jnp.moveaxis(p.reshape((*self.kept, k)), -1, 0)
+        if self.f > 1:
+            p = jnp.tile(p.reshape(k, -1), (1, self.f))
+        return materialize(p)
 
     def sums(self, xs: list[Array]) -> list[Array]:
-        """Same-shaped ``[rows, cols]`` arrays summed over the original's leading axes: one
-        ``kept``-shaped sum per input, ``GROUP`` of them per pass, ``STAGE`` rows per stage."""
-        m = math.prod(self.kept)
+        """Same-shaped ``[rows, *row_shape]`` arrays summed over the original's leading axes:
+        one ``kept``-shaped sum per input, ``GROUP`` of them per pass, ``STAGE`` rows per
+        stage."""
         out = []
         for i in range(0, len(xs), GROUP):
             part = _fold(tuple(xs[i : i + GROUP]))
             if self.f > 1:
-                part = sum_many(tuple(s.reshape(self.f, m) for s in part), (0,))
+                part = sum_many(tuple(s.reshape(self.f, -1) for s in part), (0,))
             out += [s.reshape(self.kept) for s in part]
         return out
 
@@ -171,9 +178,8 @@ def row_plan(x_shape: tuple[int, ...], p_shape: tuple[int, ...]) -> RowPlan | No
     if not axes or axes != tuple(range(r)) or not math.prod(x_shape):
         return None
     n, kept = math.prod(x_shape[:r]), x_shape[r:]
-    m = math.prod(kept)
-    f = _regroup(n, m)
-    return RowPlan(rows=n // f, cols=f * m, f=f, kept=kept)
+    f = _regroup(n, math.prod(kept))
+    return RowPlan(rows=n // f, f=f, kept=kept)
 
 
 def unbroadcast_many(xs: list[Array], shape: tuple[int, ...]) -> list[Array]:
