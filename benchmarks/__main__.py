@@ -13,14 +13,26 @@ import argparse
 import os
 import time
 
-from benchmarks import activation, epoch, loop_strategy, machine, report, torch_peer, train_step
+from benchmarks import (
+    activation,
+    epoch,
+    layer_table,
+    loop_strategy,
+    machine,
+    report,
+    torch_peer,
+    train_step,
+    user_network,
+)
 from cpaf_jax import compile_options
 from cpaf_jax.provenance import provenance
 from cpaf_jax.training.meshes import split_cpu
 
 _RUNNERS = {
     "activation": activation.run,
+    "layer_table": layer_table.run,
     "train_step": train_step.run,  # also the memory section
+    "user_network": user_network.run,
     "epoch": epoch.run,
     "torch_peer": torch_peer.run,
     "loop_strategy": loop_strategy.run,

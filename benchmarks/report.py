@@ -8,7 +8,16 @@ import sys
 
 from cpaf_jax.provenance import describe
 
-SECTIONS = ("activation", "train_step", "memory", "epoch", "torch_peer", "loop_strategy")
+SECTIONS = (
+    "activation",
+    "layer_table",
+    "train_step",
+    "user_network",
+    "memory",
+    "epoch",
+    "torch_peer",
+    "loop_strategy",
+)
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -26,6 +35,126 @@ def _spread(r: dict, key: str, lo: str = "ratio_lo", hi: str = "ratio_hi") -> st
     if lo not in r:
         return _f(r[key])
     return f"{r[key]:.2f} [{r[lo]:.2f}, {r[hi]:.2f}]"
+
+
+def goals(sections: dict) -> list[list[str]]:
+    """Issue 18's goals against what the run measured: ``[measure, measured, goal]`` rows."""
+    out = []
+    lt = sections.get("layer_table")
+    if lt:
+        rows = lt["rows"]
+        default = {(r["base"], r["sharing"], r["k"]): r for r in rows if r["variant"] == "default"}
+        for base, goal in (("relu", "<= 1.5x"), ("sigmoid", "<= 3.0x")):
+            r = default.get((base, "element", 2))
+            if r:
+                out.append(
+                    [f"layer k=2 per element, {base} base / jax.nn.relu", _spread(r, "ratio"), goal]
+                )
+        k8 = [r for r in default.values() if r["k"] == 8 and "to_k2" in r]
+        if k8:
+            worst = max(k8, key=lambda r: r["to_k2"])
+            out.append(
+                [
+                    "layer k=8 / k=2, worst base and sharing",
+                    f"{worst['to_k2']:.2f} ({worst['base']}, {worst['sharing']})",
+                    "<= 4.5x",
+                ]
+            )
+        others = [r for r in rows if "to_default" in r]
+        if others:
+            fastest = min(others, key=lambda r: r["to_default"])
+            out.append(
+                [
+                    "other implementation / default, fastest other",
+                    f"{fastest['to_default']:.2f} ({fastest['variant']}, {fastest['base']}, "
+                    f"{fastest['sharing']})",
+                    ">= 1 (default never slower)",
+                ]
+            )
+    for r in sections.get("user_network", {}).get("rows", []):
+        if r["network"].startswith("4.2") and r["activation"] != "relu":
+            goal = "<= 1.10x" if r["activation"] == "cpaf_relu" else "<= 1.15x"
+            out.append([f"4.2 network step, {r['activation']} / relu", _spread(r, "ratio"), goal])
+            out.append(
+                [
+                    f"4.2 network step memory, {r['activation']} / relu",
+                    _f(r["mem_ratio"]),
+                    "<= 1.25x",
+                ]
+            )
+    return out
+
+
+def _layer_table(lt: dict) -> list[str]:
+    out = [
+        f"### 1b. The CPAF layer for k = 1..8, every base and sharing ({lt['shape']}, float32)",
+        "",
+        "Gradient of `sum(cpaf(y, a, b) * g)` for `y`, `a`, `b` (forward+backward; the forward "
+        "value is dead code, as in training), interleaved with `jax.nn.relu`'s. `floor`: the "
+        "same custom VJP differentiated for `y` only, so XLA drops the parameter sums: the "
+        "pointwise work alone. `/ k=2`: the default's time over its own k = 2 (median over "
+        "rounds). `unrolled`, `naive`: the other implementations, `/ default` their time over "
+        "the default's.",
+        "",
+    ]
+    rows = [
+        [
+            r["base"],
+            r["sharing"] or "-",
+            r["k"] or "-",
+            r["variant"],
+            _f(r["ms"], 3),
+            _spread(r, "ratio"),
+            _f(r["to_k2"]) if "to_k2" in r else "",
+            _f(r["to_default"]) if "to_default" in r else "",
+        ]
+        for r in lt["rows"]
+    ]
+    out += [
+        _table(["base", "sharing", "k", "variant", "ms", "/ ReLU", "/ k=2", "/ default"], rows),
+        "",
+    ]
+    g = goals({"layer_table": lt})
+    if g:
+        out += [_table(["goal (issue 18)", "measured", "target"], g), ""]
+    return out
+
+
+def _user_network(un: dict) -> list[str]:
+    out = [
+        "### 2b. CPAF dropped into a user's network (no fused blocks)",
+        "",
+        "`4.2 network, plain JAX`: experiment 4.2's network written with "
+        "`lax.conv_general_dilated`, a reshape max-pool and `jnp.dot`, only the activation "
+        "from `cpaf_jax.cpaf` (per element, k = 2). `Flax MNIST CNN`: the CNN of Flax's MNIST "
+        "tutorial in `flax.linen` with `cpaf_jax.activations.linen.CPAF` (per element) for "
+        "`nn.relu`. Adam, jitted and donated; step time / the same network's ReLU step "
+        "(median [range] over interleaved rounds) and compiled memory / ReLU's.",
+        "",
+    ]
+    rows = [
+        [
+            r["network"],
+            r["activation"],
+            r["batch"],
+            _f(r["step_ms"]),
+            _spread(r, "ratio"),
+            f"{r['memory'] / 2**20:.2f}",
+            _f(r["mem_ratio"]),
+        ]
+        for r in un["rows"]
+    ]
+    out += [
+        _table(
+            ["network", "activation", "batch", "step ms", "/ ReLU", "memory MiB", "memory / ReLU"],
+            rows,
+        ),
+        "",
+    ]
+    g = goals({"user_network": un})
+    if g:
+        out += [_table(["goal (issue 18)", "measured", "target"], g), ""]
+    return out
 
 
 def markdown(results: dict) -> str:
@@ -76,6 +205,8 @@ def markdown(results: dict) -> str:
             ),
             "",
         ]
+    if "layer_table" in s:
+        out += _layer_table(s["layer_table"])
     if "train_step" in s:
         out += [
             "## 2. Training step of each paper network",
@@ -103,6 +234,9 @@ def markdown(results: dict) -> str:
             ),
             "",
         ]
+    if "user_network" in s:
+        out += _user_network(s["user_network"])
+    if "train_step" in s:
         out += [
             "## 3. Compiled memory of each training step",
             "",
@@ -176,37 +310,6 @@ def markdown(results: dict) -> str:
             ),
             "",
         ]
-    if s.get("train_step", {}).get("terms"):
-        out += [
-            "### 3c. CPAF-sigmoid's terms: recomputed in the backward pass or kept",
-            "",
-            "FashionNet with CPAF-sigmoid. `recomputed` (the default): the fused blocks keep "
-            "the pre-activation and recompute the k = 2 terms in the backward pass, a loop over "
-            "two halves of the batch. `kept`: they keep the terms from the forward pass and "
-            "sum the parameter gradients in one pass over the batch "
-            "(`cpaf_jax.ops.fused_pool._KEEP_TERMS`, the previous default). Timed interleaved with "
-            "ReLU's step: step time / ReLU's (median [range] over rounds) and compiled step "
-            "memory.",
-            "",
-        ]
-        rows = [
-            [
-                r["network"],
-                r["variant"],
-                _f(r["step_ms"]),
-                _spread(r, "ratio", "ratio_lo", "ratio_hi"),
-                f"{r['memory'] / 2**20:.2f}",
-                f"{r['mem_ratio']:.2f}",
-            ]
-            for r in s["train_step"]["terms"]
-        ]
-        out += [
-            _table(
-                ["network", "variant", "step ms", "time / ReLU", "memory MiB", "memory / ReLU"],
-                rows,
-            ),
-            "",
-        ]
     if "epoch" in s:
         e = s["epoch"]
         out += [
@@ -236,7 +339,7 @@ def markdown(results: dict) -> str:
         t = s["torch_peer"]
         out += ["## 5. PyTorch eager peer (FashionNet, Adam)", ""]
         if not t["available"]:
-            out += ["torch is not installed; section skipped.", ""]
+            out += ["torch is not installed; section skipped (so is `torch.compile`).", ""]
         else:
             out += [
                 f"torch {t['torch_version']}, `torch.set_num_threads({t['torch_threads']})`;"
@@ -245,6 +348,13 @@ def markdown(results: dict) -> str:
                 "by default); `batch split` rows: the batch split over one CPU device per core "
                 "(the engine's `data_parallel` strategy); `XLA defaults` rows: the `jax` step "
                 "compiled without `cpaf_jax.compile_options`.",
+                "",
+                "`torch.compile`: "
+                + (
+                    "the compiled network is a peer (`torch.compile` rows)."
+                    if t.get("compile") == "ok"
+                    else f"not a peer here ({t.get('compile', 'not checked')})."
+                ),
                 "",
             ]
             rows = [

@@ -3,8 +3,9 @@
 
 The network mirrors ``cpaf_jax.models.FashionNet``: 3x3 VALID convs 16-32-4, 2x2 max-pool
 after the first two, dense 30, dense 10. CPAF's ``a``, ``b`` are per element, ``[*F, k]`` with
-``F`` the NCHW feature shape, Table 1 initial values. Torch is optional: without it the
-section reports ``available: false``.
+``F`` the NCHW feature shape, Table 1 initial values. Where ``torch.compile`` works (it
+needs a C++ compiler) the compiled network is a further peer; otherwise ``compile`` says why
+not. Torch is optional: without it the section reports ``available: false``.
 """
 
 from __future__ import annotations
@@ -59,12 +60,26 @@ def _torch_net(torch, activation: str):
     )
 
 
+def compile_status(torch) -> str | None:
+    """``None`` if ``torch.compile`` (inductor, which builds C++ with the system compiler)
+    compiles and runs a small function here, else why not, in one line."""
+    try:
+        f = torch.compile(lambda x: torch.relu(x) * 2 + 1)
+        out = f(torch.randn(8))
+        if tuple(out.shape) != (8,):
+            return f"torch.compile returned shape {tuple(out.shape)} for (8,)"
+    except Exception as e:  # no C++ compiler, no Python headers, unsupported platform...
+        return f"torch.compile failed here: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    return None
+
+
 class _TorchStep:
-    def __init__(self, torch, activation, batch, threads):
+    def __init__(self, torch, activation, batch, threads, compiled=False):
         torch.manual_seed(0)
         self.torch, self.threads = torch, threads
         self.net = _torch_net(torch, activation)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+        self.forward = torch.compile(self.net) if compiled else self.net
         self.x = torch.randn(8 * batch, 1, 28, 28)
         self.y = torch.randint(0, 10, (8 * batch,))
         self.idx = [torch.randint(0, 8 * batch, (batch,)) for _ in range(8)]
@@ -76,7 +91,7 @@ class _TorchStep:
         i = self.idx[self._i % 8]
         self.torch.set_num_threads(self.threads)
         self.opt.zero_grad(set_to_none=True)
-        out = self.loss(self.net(self.x[i]), self.y[i])
+        out = self.loss(self.forward(self.x[i]), self.y[i])
         out.backward()
         self.opt.step()
         return None
@@ -88,8 +103,9 @@ def run(mode: str) -> dict:
     try:
         import torch
     except ImportError:
-        return {"available": False, "rows": []}
+        return {"available": False, "rows": [], "compile": "torch is not installed"}
     threads = os.cpu_count() or 1
+    compile_skipped = compile_status(torch)
     batch = 32 if mode == "smoke" else 128
     acts = ("relu",) if mode == "smoke" else ("relu", "cpaf_relu", "cpaf_sigmoid")
     fns = {}
@@ -108,6 +124,10 @@ def run(mode: str) -> dict:
                 "fashion_mnist", a, batch, (28, 28, 1), "adam", mesh=mesh
             )
         fns[(f"torch {threads} threads", a)] = _TorchStep(torch, a, batch, threads)
+        if compile_skipped is None:
+            fns[(f"torch.compile {threads} threads", a)] = _TorchStep(
+                torch, a, batch, threads, compiled=True
+            )
         if threads > 1 and a == "relu":
             # On a shared machine torch's thread pool suffers most from contention.
             fns[("torch 1 thread", a)] = _TorchStep(torch, a, batch, 1)
@@ -132,5 +152,6 @@ def run(mode: str) -> dict:
         "available": True,
         "torch_version": torch.__version__,
         "torch_threads": threads,
+        "compile": compile_skipped or "ok",
         "rows": rows,
     }

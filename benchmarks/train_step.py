@@ -10,8 +10,6 @@ argument size is the training state and not the dataset.
 
 from __future__ import annotations
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +17,6 @@ import numpy as np
 from benchmarks.timing import interleaved_samples, ratio_spread
 from cpaf_jax import compile_options
 from cpaf_jax.models import build_model
-from cpaf_jax.ops import fused_pool as pooling
 from cpaf_jax.training import meshes as shd
 from cpaf_jax.training.optim import make_optimizer
 from cpaf_jax.training.state import init_state, make_train_step
@@ -182,57 +179,9 @@ def fusion_rows(mode: str) -> list[dict]:
     return rows
 
 
-@contextlib.contextmanager
-def _terms_kept():
-    """Traces inside keep the sigmoid terms of the fused blocks (``pooling._KEEP_TERMS``)."""
-    old, pooling._KEEP_TERMS = pooling._KEEP_TERMS, True
-    try:
-        yield
-    finally:
-        pooling._KEEP_TERMS = old
-
-
-def terms_rows(mode: str) -> list[dict]:
-    """FashionNet with CPAF-sigmoid, its fused blocks' terms recomputed in the backward pass
-    (the default) or kept from the forward pass (the previous default), with ReLU's step as
-    the reference.
-
-    Returns one row per variant (``relu``, ``recomputed``, ``kept``): ``step_ms`` (minimum
-    over rounds), ``ratio`` to ReLU (median [lo, hi] over interleaved rounds), ``memory`` and
-    ``mem_ratio`` (compiled step memory, total, and its ratio to ReLU's).
-    """
-    kind, kw, shape, opt, _ = NETWORKS["FashionNet (4.2)"]
-    repeats, iters = {"smoke": (1, 2), "quick": (5, 5), "full": (15, 10)}[mode]
-    batch = _batch(kind, mode)
-    runners, mem = {}, {}
-    for name, act in (("relu", "relu"), ("recomputed", "cpaf_sigmoid"), ("kept", "cpaf_sigmoid")):
-        with _terms_kept() if name == "kept" else contextlib.nullcontext():
-            r = StepRunner(kind, act, batch, shape, opt, model_kwargs=kw)
-            # Traced and compiled here, inside the switch; later calls reuse the executable.
-            jax.block_until_ready(r())
-            mem[name] = r.memory()["total"]
-        runners[name] = r
-    samples = interleaved_samples(runners, repeats=repeats, iters=iters, warmup=2)
-    spread = ratio_spread(samples, "relu")
-    return [
-        {
-            "network": "FashionNet (4.2)",
-            "variant": name,
-            "batch": batch,
-            "step_ms": min(samples[name]) * 1e3,
-            "ratio": spread[name]["median"],
-            "ratio_lo": spread[name]["lo"],
-            "ratio_hi": spread[name]["hi"],
-            "memory": mem[name],
-            "mem_ratio": mem[name] / mem["relu"],
-        }
-        for name in runners
-    ]
-
-
 def run(mode: str) -> dict:
     """Returns ``{"rows": [{network, activation, batch, step_ms, ratio, memory, mem_ratio}],
-    "fusion": fusion_rows(mode), "terms": terms_rows(mode)}``.
+    "fusion": fusion_rows(mode)}``.
 
     ``step_ms`` is the minimum over rounds; ``ratio`` the median over rounds of the per-round
     ratio to ReLU, with ``ratio_lo``/``ratio_hi`` its range.
@@ -269,4 +218,4 @@ def run(mode: str) -> dict:
                 }
             )
         del runners
-    return {"rows": rows, "fusion": fusion_rows(mode), "terms": terms_rows(mode)}
+    return {"rows": rows, "fusion": fusion_rows(mode)}

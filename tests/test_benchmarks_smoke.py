@@ -22,10 +22,11 @@ def test_benchmark_suite_smoke(tmp_path):
 
     for heading in (
         "## 1. Activation alone",
+        "### 1b. The CPAF layer for k = 1..8",
         "## 2. Training step",
+        "### 2b. CPAF dropped into a user's network",
         "## 3. Compiled memory",
         "### 3b. What the fused",
-        "### 3c. CPAF-sigmoid's terms",
         "## 4. Epoch through",
         "## 5. PyTorch eager peer",
         "## 6. Loop strategy",
@@ -37,17 +38,32 @@ def test_benchmark_suite_smoke(tmp_path):
     assert machine["cpu_count"] >= 1 and machine["cpu_model"]
     assert machine["versions"]["jax"] and machine["backend"]
     sections = data["sections"]
-    for name in ("activation", "train_step", "memory", "epoch", "torch_peer", "loop_strategy"):
+    for name in ("activation", "layer_table", "train_step", "user_network", "memory", "epoch"):
         assert name in sections
+    assert "torch_peer" in sections and "loop_strategy" in sections
     fusion = sections["train_step"]["fusion"]
     assert fusion and all(r["fused_memory"] > 0 and r["unfused_ms"] > 0 for r in fusion)
-    terms = {r["variant"]: r for r in sections["train_step"]["terms"]}
-    assert set(terms) == {"relu", "recomputed", "kept"}
-    assert terms["relu"]["mem_ratio"] == 1.0 and terms["kept"]["step_ms"] > 0
-    # Compiled memory is deterministic: the switch reached the kept variant's trace. (Which is
-    # larger depends on the batch: at this smoke size, 32, the two are within 1%; at 128
-    # tests/test_pooling.py checks that recomputing saves memory.)
-    assert terms["kept"]["memory"] != terms["recomputed"]["memory"]
+    layer = sections["layer_table"]["rows"]
+    variants = {(r["base"], r["sharing"], r["k"], r["variant"]) for r in layer}
+    # Every base and sharing of the smoke plan at each k, a floor per base and k, and the
+    # other implementations at k = 2.
+    for base in ("relu", "sigmoid"):
+        for k in (1, 2):
+            assert (base, "element", k, "floor") in variants
+            for sharing in ("element", "channel"):
+                assert (base, sharing, k, "default") in variants
+        assert (base, "element", 2, "naive") in variants
+    assert all(r["ms"] > 0 for r in layer)
+    assert all("to_k2" in r for r in layer if r["variant"] == "default")
+    user = sections["user_network"]["rows"]
+    assert {(r["network"], r["activation"]) for r in user} == {
+        (n, a)
+        for n in ("4.2 network, plain JAX", "Flax MNIST CNN")
+        for a in ("relu", "cpaf_relu", "cpaf_sigmoid")
+    }
+    assert all(r["memory"] > 0 for r in user)
+    assert [r for r in user if r["activation"] == "relu"][0]["mem_ratio"] == 1.0
+    assert "goal (issue 18)" in md
     names = {r["name"] for r in sections["activation"]["rows"]}
     assert {"relu", "prelu", "elu", "sigmoid", "tanh"} <= names
     assert any(n.startswith("cpaf_relu") for n in names)
@@ -92,3 +108,25 @@ def test_sweep_throughput_smoke(tmp_path):
         assert data["meta"]["sweep_mesh_devices"] == (os.cpu_count() or 1)
     assert "-m benchmarks.sweep_throughput" in data["provenance"]["command"]
     assert "| relu | 2 |" in (tmp_path / "sweep_throughput.md").read_text()
+
+
+def test_device_check_smoke(tmp_path):
+    """``python -m benchmarks.device_check --smoke`` runs every part on CPU and writes
+    DEVICE.md and DEVICE.json into --out."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, "-m", "benchmarks.device_check", "--smoke", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((tmp_path / "DEVICE.json").read_text())
+    assert data["mode"] == "smoke" and data["backend"]
+    assert data["tests"]["returncode"] == 0, data["tests"]
+    assert "passed" in data["tests"]["summary"]
+    steps = {(r["network"], r["activation"]) for r in data["steps"]["rows"]}
+    assert ("FashionNet (fused blocks)", "cpaf_sigmoid") in steps
+    assert ("4.2 network, plain JAX", "cpaf_sigmoid") in steps
+    assert [r["members"] for r in data["sweep"]["rows"]] == [2]
+    assert all(r["vmap"] > 0 and r["loop"] > 0 for r in data["sweep"]["rows"])
+    md = (tmp_path / "DEVICE.md").read_text()
+    assert "## Core tests" in md and "| 2 |" in md

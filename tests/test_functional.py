@@ -669,18 +669,29 @@ def test_param_shape(sharing, expected):
     assert cpaf_jax.param_shape((H, W, C), sharing) == expected
 
 
-@pytest.mark.parametrize("p_shape", [(4, 2), (2,), (1, 2)])
-def test_staged_parameter_sums_match_autodiff(p_shape):
-    # 16 * 8 * 8 = 1024 summed rows: the default VJP folds them in stages of 8.
-    from cpaf_jax.ops.functional import _MIN_ROWS_TO_SPLIT
+@pytest.mark.parametrize(
+    "y_shape,p_shape",
+    [
+        ((16, 8, 8, 4), (4, 2)),  # per channel: 1024 rows regrouped 32 to a row, 4 stages
+        ((16, 8, 8, 4), (2,)),  # shared: one column regrouped into rows of 128
+        ((16, 8, 8, 4), (1, 2)),
+        ((16, 8, 8, 4), (8, 8, 4, 2)),  # per element: 16 rows, two stages
+        ((13, 9, 4), (9, 4, 2)),  # 13 rows: a stage of 8 and 5 left over
+        ((100, 3), (3, 2)),  # 100 rows regrouped to 50 x 6: stages with remainders
+    ],
+)
+def test_staged_parameter_sums_match_autodiff(y_shape, p_shape):
+    """The default VJP sums the parameter gradients in staged passes (``RowPlan``); they equal
+    autodiff's plain sums for layouts with regrouping, several stages and leftover rows."""
+    from cpaf_jax.ops.reductions import row_plan
 
-    shape = (16, 8, 8, 4)
-    assert np.prod(shape[:-1]) >= _MIN_ROWS_TO_SPLIT
-    y = jax.random.normal(jax.random.key(0), shape)
-    g = jax.random.normal(jax.random.key(1), shape)
+    plan = row_plan(y_shape, p_shape[:-1])
+    assert plan is not None and plan.rows * np.prod(plan.row_shape) == np.prod(y_shape)
+    y = jax.random.normal(jax.random.key(0), y_shape)
+    g = jax.random.normal(jax.random.key(1), y_shape)
     a = 1.0 + 0.1 * jax.random.normal(jax.random.key(2), p_shape)
     b = 0.3 * jax.random.normal(jax.random.key(3), p_shape)
-    for base in ("relu", "sigmoid"):
+    for base in ("relu", "sigmoid", "tanh"):
         grads = {
             impl: jax.grad(
                 lambda y, a, b, impl=impl, base=base: jnp.sum(
@@ -694,8 +705,31 @@ def test_staged_parameter_sums_match_autodiff(p_shape):
             np.testing.assert_allclose(x, ref, rtol=2e-5, atol=2e-4)
 
 
+@pytest.mark.parametrize(
+    "x_shape,shape",
+    [
+        ((128, 5, 3), (5, 3)),
+        ((64, 4, 4, 16), (16,)),
+        ((1000,), ()),
+        ((7, 3, 2), (3, 1)),
+        ((2, 3), (2, 3)),
+    ],
+)
+def test_unbroadcast_many_equals_jnp_sum(x_shape, shape):
+    from cpaf_jax.ops.reductions import reduced_axes, unbroadcast_many
+
+    xs = [jax.random.normal(jax.random.key(i), x_shape, jnp.float32) for i in range(5)]
+    got = jax.jit(lambda xs: unbroadcast_many(xs, shape))(xs)
+    axes = reduced_axes(x_shape, shape)
+    for x, s in zip(xs, got, strict=True):
+        assert s.shape == shape
+        np.testing.assert_allclose(
+            s, np.sum(np.asarray(x, np.float64), axis=axes).reshape(shape), rtol=1e-5, atol=1e-4
+        )
+
+
 def test_materialize_returns_its_input_exactly():
-    from cpaf_jax.ops.functional import materialize
+    from cpaf_jax.ops.reductions import materialize
 
     for x in (jnp.arange(12.0).reshape(3, 4) - 5.5, jnp.array([1, -2, 3], jnp.int32)):
         out = jax.jit(materialize)(x)

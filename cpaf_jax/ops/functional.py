@@ -8,19 +8,17 @@ Shapes follow NumPy broadcasting with the term axis last:
   channels-last ``y``, ``(H, W, C, k)`` is per element.
 * output: ``y``'s shape and dtype.
 
-Four implementations compute the same function and gradients:
+Three implementations compute the same function and gradients:
 
 * ``"custom_vjp"`` (the default): the k terms unrolled into one elementwise expression; the
-  backward pass saves only ``(y, a, b)``, recomputes ``f(y - b_i) - offset`` and ``f'(y - b_i)``
-  and applies the closed forms. The 2k parameter gradients are reduced to ``a``'s shape by
-  *one* variadic reduction, so ``y`` and the cotangent are read once for all of them and no
-  activation-sized temporary is written. On XLA:CPU this is what makes CPAF cheap: 2k separate
-  batch reductions each materialise their inputs (``BENCHMARKS.md`` section 1 times both).
-* ``"custom_vjp_per_term"``: the same custom VJP with one ``jnp.sum`` per parameter gradient
-  (the previous default; kept to measure against).
-* ``"unrolled"``: the same forward, differentiated by JAX's autodiff.
+  backward pass saves only ``(y, a, b)`` and evaluates the closed forms in two passes over
+  ``y`` and the cotangent: one writes the input cotangent, the other evaluates the terms
+  again and sums the 2k parameter gradients over the axes the parameters are shared along,
+  8 rows at a time, a few gradients per pass (``cpaf_jax.ops.reductions``), which XLA:CPU
+  runs as vector code. No activation-sized temporary is written.
+* ``"unrolled"``: the same forward, differentiated by JAX's autodiff (supports ``jax.jvp``).
 * ``"naive"``: broadcast ``y[..., None]`` against ``[..., k]`` parameters and sum; the
-  literal reading of Eq. 7-9, kept as a reference.
+  literal reading of Eq. 7-9, kept as a reference (supports ``jax.jvp``).
 
 ``benchmarks/activation.py`` measures them against each other and against ReLU.
 """
@@ -28,19 +26,19 @@ Four implementations compute the same function and gradients:
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from cpaf_jax.ops.bases import Base, resolve_base
+from cpaf_jax.ops import reductions as R
+from cpaf_jax.ops.bases import RELU, Base, resolve_base
 from cpaf_jax.ops.vma import match_vma
 
 Array = jax.Array
 BaseLike = str | Base | Callable[[Array], Array]
 
-IMPLEMENTATIONS = ("custom_vjp", "custom_vjp_per_term", "unrolled", "naive")
+IMPLEMENTATIONS = ("custom_vjp", "unrolled", "naive")
 DEFAULT_IMPLEMENTATION = "custom_vjp"
 
 
@@ -149,106 +147,10 @@ def _compute_dtype(y: Array, a) -> jnp.dtype:
 
 def _unbroadcast(x: Array, shape: tuple[int, ...]) -> Array:
     """Sums ``x`` over the axes that broadcasting added or expanded to reach it from ``shape``."""
-    lead = x.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1
-    )
+    axes = R.reduced_axes(tuple(x.shape), shape)
     if axes:
         x = jnp.sum(x, axis=axes)
     return x.reshape(shape)
-
-
-def _reduced_axes(x_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-    lead = len(x_shape) - len(shape)
-    return tuple(range(lead)) + tuple(
-        lead + i for i, d in enumerate(shape) if d == 1 and x_shape[lead + i] != 1
-    )
-
-
-def _add_tuples(xs, ys):
-    return tuple(x + y for x, y in zip(xs, ys, strict=True))
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _sum_many(xs: tuple[Array, ...], axes: tuple[int, ...]) -> tuple[Array, ...]:
-    """``tuple(jnp.sum(x, axes) for x in xs)`` as one variadic reduction (one pass over inputs).
-
-    XLA fuses the elementwise producers of every operand into that single reduction loop.
-    """
-    zeros = tuple(jnp.zeros((), x.dtype) for x in xs)
-    return tuple(jax.lax.reduce(tuple(xs), zeros, _add_tuples, axes))
-
-
-@_sum_many.defjvp
-def _sum_many_jvp(axes, primals, tangents):
-    # A variadic reduce has no autodiff rule; sums are linear, so plain (transposable) sums
-    # carry the tangents. Only higher-order derivatives of cpaf go through here.
-    (xs,), (ts,) = primals, tangents
-    return _sum_many(xs, axes), tuple(jnp.sum(t, axis=axes) for t in ts)
-
-
-_SPLIT = 8
-_MIN_ROWS_TO_SPLIT = 1024
-
-
-def _sum_leading_rows(xs: tuple[Array, ...]) -> tuple[Array, ...]:
-    """Sums same-shaped ``[N, K]`` arrays over their rows, ``_SPLIT`` rows at a time.
-
-    XLA:CPU reduces ``[N, K] -> [K]`` in one pass as K strided columns, which is slow when N is
-    large. Folding the rows in stages, ``[8, N/8, K] -> [N/8, K]`` while N is a multiple of 8
-    and at least 64, then one final column sum, made the per-channel CPAF parameter
-    gradients and the CIFAR Structure 1 step with per-channel CPAF faster on XLA:CPU
-    (history: measured against the one-pass sum it replaced in commit 4e6b5f5).
-    Only the first stage reads the activation-sized inputs; later stages read 1/8 as much.
-    The partial sums cost memory, ``N/8 * K`` per gradient, and with per-element parameters
-    (N = batch) the whole Fashion-MNIST step was no faster, so ``_unbroadcast_many`` folds
-    only when there are at least ``_MIN_ROWS_TO_SPLIT`` rows.
-    """
-    n = xs[0].shape[0]
-    while n % _SPLIT == 0 and n >= 8 * _SPLIT:
-        xs = _sum_many(tuple(x.reshape((_SPLIT, n // _SPLIT) + x.shape[1:]) for x in xs), (0,))
-        n //= _SPLIT
-    return _sum_many(tuple(xs), (0,))
-
-
-def materialize(x: Array) -> Array:
-    """``x``, computed once into its own buffer instead of inside each loop that reads it.
-
-    XLA fuses cheap elementwise producers into every consumer but does not fuse a reduction
-    into the loops that read it, so this exact sum (``x + 0`` over a stacked axis) makes XLA
-    write ``x`` once. On XLA:CPU reduction loops are not vectorised: whatever is fused into them
-    runs one element at a time, so a cotangent that a sum over the batch reads is cheaper
-    computed beforehand, in a vectorised loop.
-
-    Args:
-      x: any shape and dtype.
-
-    Returns:
-      ``x``, same shape, dtype and values.
-    """
-    return jnp.sum(jnp.stack([x, jnp.zeros_like(x)]), axis=0)
-
-
-def _stages_rows(x_shape: tuple[int, ...], shape: tuple[int, ...]) -> bool:
-    """Whether ``_unbroadcast_many`` sums ``x_shape`` to ``shape`` in stages over leading rows."""
-    axes = _reduced_axes(x_shape, shape)
-    r = len(axes)
-    n = math.prod(x_shape[:r])
-    return bool(axes) and axes == tuple(range(r)) and n % _SPLIT == 0 and n >= _MIN_ROWS_TO_SPLIT
-
-
-def _unbroadcast_many(xs: list[Array], shape: tuple[int, ...]) -> list[Array]:
-    """``[_unbroadcast(x, shape) for x in xs]`` for same-shaped ``xs``, in one reduction."""
-    x_shape = tuple(xs[0].shape)
-    axes = _reduced_axes(x_shape, shape)
-    if not axes:
-        return [x.reshape(shape) for x in xs]
-    if _stages_rows(x_shape, shape):
-        # The summed axes lead (batch; batch and space for per-channel or shared parameters):
-        # view them as rows of an [N, K] matrix and fold the rows in stages.
-        rows = tuple(x.reshape(math.prod(x_shape[: len(axes)]), -1) for x in xs)
-        return [s.reshape(shape) for s in _sum_leading_rows(rows)]
-    return [s.reshape(shape) for s in _sum_many(tuple(xs), axes)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,10 +190,11 @@ def _centered_terms_and_sum(yc: Array, a: Array, b: Array, base: Base) -> tuple[
     ``yc`` is already in the compute dtype; results are in that dtype.
     """
     dt = yc.dtype
+    at, bt = _terms_first(a.astype(dt)), _terms_first(b.astype(dt))
     hs, z = [], None
     for i in range(a.shape[-1]):
-        h = base.centered(yc - b[..., i].astype(dt))
-        term = a[..., i].astype(dt) * h
+        h = base.centered(yc - bt[i])
+        term = at[i] * h
         hs.append(h)
         z = term if z is None else z + term
     return hs, z
@@ -315,69 +218,82 @@ def _cpaf_custom(y: Array, a: Array, b: Array, base: Base) -> Array:
 
 def _cpaf_custom_fwd(y, a, b, base):
     # Only the inputs are saved: f(y - b_i) is cheaper to recompute than to store k
-    # activation-sized tensors.
-    return _forward_unrolled(y, a, b, base), (y, a, b)
+    # activation-sized tensors. With a transcendental base the output is written once
+    # (``materialize``): fused into several consumers (a max-pool and its backward's mask),
+    # XLA kept the k terms alive to the backward pass instead of z. A ReLU base is cheap
+    # enough for XLA to recompute z from y where it is needed, which keeps less alive.
+    z = _forward_unrolled(y, a, b, base)
+    return (z if base is RELU else R.materialize(z)), (y, a, b)
+
+
+def _input_cotangent(base: Base, y: Array, g: Array, a: Array, b: Array) -> Array:
+    """``sum_i a_i g f'(y - b_i)``, in ``y``'s (compute) dtype; ``a``, ``b`` are ``[k, ...]``
+    (term axis first), broadcasting against ``y``."""
+    gy = None
+    for i in range(a.shape[0]):
+        _, df = base.centered_and_df(y - b[i])
+        term = a[i] * (g * df)
+        gy = term if gy is None else gy + term
+    return gy
+
+
+def _parameter_summands(base: Base, y: Array, g: Array, b: Array) -> list[Array]:
+    """``[g (f(y - b_0) - offset), g f'(y - b_0), g (f(y - b_1) - offset), ...]``: term i's two
+    summands side by side, so that a reduction of ``GROUP`` sums evaluates 2 terms."""
+    per = []
+    for i in range(b.shape[0]):
+        fc, df = base.centered_and_df(y - b[i])
+        per += [g * fc, g * df]
+    return per
+
+
+def _terms_first(p: Array) -> Array:
+    """``[*P, k] -> [k, *P]``, written once: sliced along its last axis inside a loop, the
+    parameters cost strided index arithmetic per element."""
+    return R.materialize(jnp.moveaxis(p, -1, 0))
 
 
 def _cpaf_custom_bwd(base, res, g):
     y, a, b = res
     dt = _compute_dtype(y, a)
     p_shape = a.shape[:-1]
-    if _stages_rows(tuple(y.shape), p_shape):
-        # What produced g (a pool's backward, batch norm's, dropout's mask) would otherwise be
-        # recomputed inside the staged sums, one element at a time, which slowed the CIFAR
-        # Structure 1 step with per-channel CPAF (history: measured in commit 738c491).
-        g = materialize(g)
-    yc, gc = y.astype(dt), g.astype(dt)
-    k = a.shape[-1]
-    gy = None
-    per_a, per_b = [], []
-    for i in range(k):
-        ai = a[..., i].astype(dt)
-        fc, df = base.centered_and_df(yc - b[..., i].astype(dt))
-        t = gc * df
-        gy = ai * t if gy is None else gy + ai * t
-        per_a.append(gc * fc)
-        per_b.append(t)
-    # One pass over (y, g) for all 2k parameter gradients; a_i is constant along the reduced
-    # axes, so it multiplies the b-gradient after the reduction.
-    sums = _unbroadcast_many(per_a + per_b, p_shape)
-    ga = jnp.stack(sums[:k], axis=-1).astype(a.dtype)
-    gb = (-a.astype(dt) * jnp.stack(sums[k:], axis=-1)).astype(b.dtype)
+    plan = R.row_plan(tuple(y.shape), p_shape)
+    if plan is not None:
+        if plan.f > 1:
+            # Regrouped rows mix the input's axes: what produced g (a pool's backward, batch
+            # norm's, dropout's mask) would be recomputed in each pass with index arithmetic
+            # per element; written once, each pass reads it in place.
+            g = R.materialize(g)
+        # Everything in the row view, the parameters broadcast along rows only.
+        yv, gv, ac, bc = (
+            plan.view(y),
+            plan.view(g),
+            plan.tile(a.astype(dt)),
+            plan.tile(b.astype(dt)),
+        )
+    else:
+        yv, gv, ac, bc = y, g, _terms_first(a.astype(dt)), _terms_first(b.astype(dt))
+    # The input cotangent and the parameter sums each evaluate the terms, from values that
+    # depend on g (y plus or minus 0 where g is not NaN; a NaN in g makes the gradients NaN
+    # either way) and differ from each other. From y alone XLA evaluated the terms in the
+    # forward pass and kept k activation-sized buffers alive to here; shared between the two,
+    # it wrote each term out once and read it twice, slower than evaluating it twice.
+    yc, gc = yv.astype(dt), gv.astype(dt)
+    nan = jnp.where(jnp.isnan(gc), gc, 0)
+    gy = _input_cotangent(base, yc + nan, gc, ac, bc).reshape(y.shape)
+    y2, g2 = yc - nan, gc
+    per = _parameter_summands(base, y2, g2, bc)
+    if plan is not None:
+        sums = [s.reshape(p_shape) for s in plan.sums(per)]
+    else:
+        sums = R.unbroadcast_many(per, p_shape)
+    ga = jnp.stack(sums[0::2], axis=-1).astype(a.dtype)
+    # a_i is constant along the summed axes, so it multiplies the b-gradient after the sums.
+    gb = (-a.astype(dt) * jnp.stack(sums[1::2], axis=-1)).astype(b.dtype)
     return gy.astype(y.dtype), ga, gb
 
 
 _cpaf_custom.defvjp(_cpaf_custom_fwd, _cpaf_custom_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _cpaf_custom_per_term(y: Array, a: Array, b: Array, base: Base) -> Array:
-    return _forward_unrolled(y, a, b, base)
-
-
-def _cpaf_custom_per_term_bwd(base, res, g):
-    y, a, b = res
-    dt = _compute_dtype(y, a)
-    yc, gc = y.astype(dt), g.astype(dt)
-    p_shape = a.shape[:-1]
-    gy = None
-    ga, gb = [], []
-    for i in range(a.shape[-1]):
-        ai = a[..., i].astype(dt)
-        u = yc - b[..., i].astype(dt)
-        fu = base.fn(u)
-        t = gc * base.df(u, fu)
-        gy = ai * t if gy is None else gy + ai * t
-        ga.append(_unbroadcast(gc * (fu - base.offset), p_shape))
-        # a_i is constant along the reduced axes, so it is applied after the reduction.
-        gb.append(-ai * _unbroadcast(t, p_shape))
-    gy = gy.astype(y.dtype)
-    ga = jnp.stack(ga, axis=-1).astype(a.dtype)
-    gb = jnp.stack(gb, axis=-1).astype(b.dtype)
-    return gy, ga, gb
-
-
-_cpaf_custom_per_term.defvjp(_cpaf_custom_fwd, _cpaf_custom_per_term_bwd)
 
 
 def cpaf(
@@ -397,8 +313,9 @@ def cpaf(
       b: locations, same shape as ``a``.
       base: ``"sigmoid"`` (Eq. 2), ``"relu"`` (Eq. 3), ``"tanh"``, a ``cpaf_jax.Base`` or any
         elementwise callable; see ``cpaf_jax.ops.bases`` for the offset of each.
-      implementation: ``"custom_vjp"`` (default), ``"custom_vjp_per_term"``, ``"unrolled"`` or
-        ``"naive"``; all give the same values and gradients, they differ in speed and memory.
+      implementation: ``"custom_vjp"`` (default), ``"unrolled"`` or ``"naive"``; all give the
+        same values and gradients and differ in speed and memory; only the last two support
+        forward-mode differentiation (``jax.jvp``).
 
     Returns:
       ``z``, with ``y``'s shape and dtype.
@@ -413,8 +330,6 @@ def cpaf(
     impl = implementation or DEFAULT_IMPLEMENTATION
     if impl == "custom_vjp":
         return _cpaf_custom(y, a, b, base)
-    if impl == "custom_vjp_per_term":
-        return _cpaf_custom_per_term(y, a, b, base)
     if impl == "unrolled":
         return _forward_unrolled(y, a, b, base)
     if impl == "naive":

@@ -20,11 +20,8 @@ the bias gradient over the full-size cotangent. Fused:
   them, pool first and activate a quarter of the elements); anything else is composed.
 
 Section 3b of ``BENCHMARKS.md`` (``python -m benchmarks``) builds the Fashion-MNIST network of
-4.2 both ways (``fuse_pooling=False`` composes; batch 128, per-element parameters) and
-gives, for ReLU, CPAF-ReLU and CPAF-sigmoid, the composed step's time over the fused one's
-and the compiled memory of each, timed interleaved in one process. Section 3c measures this
-backward pass against the one it replaced, which kept the sigmoid terms from the forward
-pass.
+4.2 both ways (``fuse_pooling=False`` composes) and gives the step time and compiled memory of
+each.
 
 On ties the gradient goes to the first maximum of the window, as in ``max_pool_2x2``.
 """
@@ -38,18 +35,15 @@ import jax.numpy as jnp
 from jax import lax
 
 from cpaf_jax.ops import functional as F
+from cpaf_jax.ops import reductions as R
 from cpaf_jax.ops.bases import SIGMOID, TANH, Base, resolve_base
 from cpaf_jax.ops.max_pool import max_pool_2x2, scatter_to_windows, window_argmax
 from cpaf_jax.ops.vma import match_vma
 
 Array = jax.Array
 
-# Bases whose derivative is a function of the centred value h = f(u) - offset: with the terms
-# kept (``_KEEP_TERMS``), the backward pass needs no transcendental.
-_DERIVATIVE_OF_CENTERED = {
-    SIGMOID: lambda h: 0.25 - h * h,
-    TANH: lambda h: 1 - h * h,
-}
+# Bases whose terms cost a transcendental per element (see ``_fused_bwd``).
+_TRANSCENDENTAL = (SIGMOID, TANH)
 
 
 def _check(y: Array, bias, a: Array, b: Array) -> None:
@@ -112,30 +106,12 @@ def _fused(y, bias, a, b, base):
     return _fused_fwd(y, bias, a, b, base)[0]
 
 
-#: Whether the forward pass keeps the k centred terms of the sigmoid and tanh bases, computed
-#: at full precision, for the backward pass (whose derivatives follow from them) instead of
-#: ``y``. A private switch, read when a function is traced, for the side-by-side measurement in
-#: section 3c of ``BENCHMARKS.md``: keeping them saves their recomputation, but the forward pass
-#: writes k pooled arrays instead of one while the convolution's full-size output is still
-#: alive, and that is the training step's peak (section 3c gives both variants' memory).
-_KEEP_TERMS = False
-
-
-def _keeps_values(base: Base, dtype, compute_dtype) -> bool:
-    return (
-        _KEEP_TERMS
-        and base in _DERIVATIVE_OF_CENTERED
-        and jnp.dtype(dtype) == jnp.dtype(compute_dtype)
-    )
-
-
 def _fused_fwd(y, bias, a, b, base):
     yb = y + bias
     dt = F._compute_dtype(yb, a)
-    hs, z = F._centered_terms_and_sum(yb.astype(dt), a, b, base)
-    kept = hs if _keeps_values(base, yb.dtype, dt) else [yb]
-    out, sel, *picked = window_argmax(z.astype(yb.dtype), *kept)
-    return out, (tuple(picked), sel, bias, a, b, yb.shape)
+    _, z = F._centered_terms_and_sum(yb.astype(dt), a, b, base)
+    out, sel, picked = window_argmax(z.astype(yb.dtype), yb)
+    return out, (picked, sel, bias, a, b, yb.shape)
 
 
 def _spatial(p_shape: tuple[int, ...]) -> bool:
@@ -155,7 +131,7 @@ def _window_params(p: Array, shape) -> list[list[Array]]:
     _, h, w, c = shape
     h2, w2 = h // 2, w // 2
     k = p.shape[-1]
-    t = F.materialize(jnp.moveaxis(jnp.broadcast_to(p, (h, w, c, k)), -1, 0))
+    t = R.materialize(jnp.moveaxis(jnp.broadcast_to(p, (h, w, c, k)), -1, 0))
     return [
         [t[i, dj : 2 * h2 : 2, dw : 2 * w2 : 2] for i in range(k)] for dj in (0, 1) for dw in (0, 1)
     ]
@@ -216,9 +192,9 @@ def _sum_rows(xs: list[Array]) -> list[Array]:
         group = tuple(xs[i : i + 4])
         r = group[0].shape[0]
         while r > 8 and r % 8 == 0:
-            group = F._sum_many(tuple(x.reshape((r // 8, 8) + x.shape[1:]) for x in group), (1,))
+            group = R.sum_many(tuple(x.reshape((r // 8, 8) + x.shape[1:]) for x in group), (1,))
             r //= 8
-        out += F._sum_many(group, (0,))
+        out += R.sum_many(group, (0,))
     return out
 
 
@@ -284,50 +260,30 @@ def _fused_bwd(base, res, g):
     k = a.shape[-1]
     p_shape = a.shape[:-1]
     dt = F._compute_dtype(g, a)
-    # g has the dtype of y + bias, so this repeats the forward pass's decision.
-    keeps_values = _keeps_values(base, g.dtype, dt)
-    spatial = _spatial(p_shape)
-    if spatial and not keeps_values:
-        return _per_element_bwd(base, picked[0], sel, bias, a, b, shape, g)
+    if _spatial(p_shape):
+        return _per_element_bwd(base, picked, sel, bias, a, b, shape, g)
     gc = g.astype(dt)
-    if spatial:
-        wa, wb = _window_params(a.astype(dt), shape), _window_params(b.astype(dt), shape)
-    else:
-        wa, wb = a.astype(dt), b.astype(dt)
-    # Here the parameters do not vary over H and W (or the terms were kept). A transcendental
-    # f(y - b_i) feeds both the parameter sums and gy, so XLA evaluates it once, into k
-    # pooled-size buffers. Computed from y alone, XLA's scheduler would evaluate them early, in
-    # the forward pass, and keep them alive to here: no better than keeping the terms. Adding
-    # 0 where g is not NaN ties them to g (a NaN in g makes its gradients NaN either way).
-    tie_to_g = not keeps_values and base in _DERIVATIVE_OF_CENTERED
-    if not keeps_values:
-        yk = picked[0].astype(dt)
-        if tie_to_g:
-            yk = yk + jnp.where(jnp.isnan(gc), gc, 0)
-    if keeps_values:
-        hs = [p.astype(dt) for p in picked]
-        terms = [(h, _DERIVATIVE_OF_CENTERED[base](h)) for h in hs]
-    else:
-        terms = [base.centered_and_df(yk - _at_selected(wb, i, sel)) for i in range(k)]
+    wa, wb = a.astype(dt), b.astype(dt)
+    # Here the parameters do not vary over H and W. A transcendental f(y - b_i) feeds both the
+    # parameter sums and gy, so XLA evaluates it once, into k pooled-size buffers. Computed
+    # from y alone, XLA's scheduler would evaluate them early, in the forward pass, and keep
+    # them alive to here. Adding 0 where g is not NaN ties them to g (a NaN in g makes its
+    # gradients NaN either way).
+    tie_to_g = base in _TRANSCENDENTAL
+    yk = picked.astype(dt)
+    if tie_to_g:
+        yk = yk + jnp.where(jnp.isnan(gc), gc, 0)
+    terms = [base.centered_and_df(yk - _at_selected(wb, i, sel)) for i in range(k)]
     gy, per_a, per_b = _cotangents(gc, terms, lambda i: _at_selected(wa, i, sel))
     if tie_to_g:
         # Written once, so that the k buffers die before the full-size dy is allocated; read
         # inside dy's loop, they would be alive beside it.
-        gy = F.materialize(gy)
+        gy = R.materialize(gy)
     dy = scatter_to_windows(gy, sel, shape)
-    if spatial:
-        # One pass over the batch for every (window entry, gradient) pair and the bias.
-        masked = [jnp.where(sel == j, q, 0) for j in range(4) for q in per_a + per_b]
-        sums = F._sum_many(tuple(masked) + (gy,), (0,))
-        gbias = jnp.sum(sums[-1], axis=(0, 1))
-        s = _window_sums_to_params(sums[:-1], shape, p_shape, k)
-        ga, gb_sum = s[..., :k], s[..., k:]
-    else:
-        sums = F._unbroadcast_many(per_a + per_b, p_shape)
-        ga = jnp.stack(sums[:k], axis=-1)
-        gb_sum = jnp.stack(sums[k:], axis=-1)
-        gbias = jnp.sum(gy, axis=(0, 1, 2))
-    gb = -a.astype(dt) * gb_sum
+    sums = R.unbroadcast_many(per_a + per_b, p_shape)
+    ga = jnp.stack(sums[:k], axis=-1)
+    gb = -a.astype(dt) * jnp.stack(sums[k:], axis=-1)
+    gbias = jnp.sum(gy, axis=(0, 1, 2))
     gbias = jnp.sum(gbias) if bias.ndim == 0 else gbias
     return (
         dy.astype(g.dtype),

@@ -2,9 +2,8 @@
 
 Two ways to use several devices:
 
-* **Member parallelism** (``cpaf_jax.training.sweep.run_sweep(..., mesh=member_mesh())``): the
-  stacked
-  ``TrainState`` has a leading member axis; it is split over a 1-D mesh axis ``"members"``
+* **Member parallelism** (``cpaf_jax.training.train(..., mesh=member_mesh())``): the
+  stacked ``TrainState`` has a leading member axis; it is split over a 1-D mesh axis ``"members"``
   with ``NamedSharding(mesh, P("members"))``. Inside ``jax.shard_map`` each device vmaps the
   ordinary train step over its own members, so no member ever talks to another (no
   collectives at all) and a device count that does not divide M is handled by padding with

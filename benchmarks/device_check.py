@@ -1,0 +1,208 @@
+"""The accelerator check: ``python -m benchmarks.device_check [--smoke] [--out DIR]``.
+
+Run once on a machine with a GPU (or TPU); in under 8 minutes it
+
+1. runs the core tests (``tests/test_functional.py``, ``tests/test_pooling.py``) on that
+   backend, in a subprocess;
+2. times the training step of FashionNet (the library's fused blocks) and of the user-written
+   4.2 network (section 2b) with ReLU, CPAF-ReLU and CPAF-sigmoid, interleaved, and their
+   compiled memory, each as a ratio to ReLU's (goal there: CPAF step <= 1.10x ReLU);
+3. measures sweep throughput for M = 1, 2, 4, ..., 64 FashionNet members, ``vmap`` against
+   ``loop`` (goal: 64 members under ``vmap`` >= 10x the loop's member-steps per second);
+
+and writes ``DEVICE.md`` and ``DEVICE.json`` into ``--out`` (default ``benchmarks/``). Each
+part gets a share of the time budget and the run records what it skipped. ``--smoke`` runs
+every part at toy size on any backend (the test suite runs it on CPU) and writes nothing
+outside ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+
+import jax
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORE_TESTS = ("tests/test_functional.py", "tests/test_pooling.py")
+BUDGET_S = 8 * 60
+
+
+def core_tests(smoke: bool, timeout_s: float) -> dict:
+    """Runs the core tests in a subprocess on this machine's default backend."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *CORE_TESTS]
+    if smoke:
+        cmd += ["-k", "unbroadcast_many"]
+    t0 = time.perf_counter()
+    try:
+        done = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, env=os.environ
+        )
+        tail, rc = done.stdout.strip().splitlines()[-1:] or [""], done.returncode
+    except subprocess.TimeoutExpired:
+        tail, rc = [f"timed out after {timeout_s:.0f} s"], None
+    return {
+        "command": " ".join(cmd[1:]),
+        "returncode": rc,
+        "summary": tail[0],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def step_ratios(smoke: bool) -> dict:
+    """FashionNet's step (fused blocks) and the user-written 4.2 network's, per activation."""
+    from benchmarks import train_step, user_network
+    from benchmarks.timing import interleaved_samples, ratio_spread
+
+    mode = "smoke" if smoke else "quick"
+    batch = 32 if smoke else 128
+    acts = ("relu", "cpaf_sigmoid") if smoke else ("relu", "cpaf_relu", "cpaf_sigmoid")
+    repeats, iters = (1, 2) if smoke else (7, 10)
+    rows = []
+    for net in ("FashionNet (fused blocks)", "4.2 network, plain JAX"):
+        if net.startswith("FashionNet"):
+            runners = {
+                a: train_step.StepRunner("fashion_mnist", a, batch, (28, 28, 1), "adam")
+                for a in acts
+            }
+            mem = {a: r.memory()["total"] for a, r in runners.items()}
+        else:
+            runners = {a: user_network.UserStep(net, a, batch) for a in acts}
+            mem = {a: r.memory() for a, r in runners.items()}
+        samples = interleaved_samples(runners, repeats=repeats, iters=iters, warmup=2)
+        spread = ratio_spread(samples, "relu")
+        for a in acts:
+            rows.append(
+                {
+                    "network": net,
+                    "activation": a,
+                    "batch": batch,
+                    "step_ms": min(samples[a]) * 1e3,
+                    "ratio": spread[a]["median"],
+                    "ratio_lo": spread[a]["lo"],
+                    "ratio_hi": spread[a]["hi"],
+                    "memory": mem[a],
+                    "mem_ratio": mem[a] / mem["relu"],
+                }
+            )
+    return {"mode": mode, "rows": rows}
+
+
+def sweep_rows(members: list[int], steps: int, repeats: int, deadline: float) -> dict:
+    """Member-steps/s of ``vmap`` and ``loop`` sweeps per M, through the sweep benchmark.
+
+    The one place that calls the sweep API (``benchmarks.sweep_throughput.bench_one``); the
+    data are random, shaped like Fashion-MNIST, so no dataset is needed on the machine.
+    """
+    from benchmarks import sweep_throughput
+
+    rng = np.random.default_rng(0)
+    n = 128 * (1 + steps * repeats + 1)
+    ds = types.SimpleNamespace(
+        train_images=rng.normal(size=(n, 28, 28, 1)).astype(np.float32),
+        train_labels=rng.integers(0, 10, n).astype(np.int32),
+    )
+    rows, skipped = [], []
+    for m in members:
+        if time.perf_counter() > deadline:
+            skipped.append(m)
+            continue
+        r = sweep_throughput.bench_one(ds, "cpaf_relu", m, steps, repeats, chunk=4)
+        rate = r["member_steps_per_second"]
+        rows.append(
+            {
+                "members": m,
+                "vmap": rate["vmap"],
+                "loop": rate["loop"],
+                "sequential": rate["sequential"],
+                "vmap_over_loop": rate["vmap"] / rate["loop"],
+            }
+        )
+    return {"activation": "cpaf_relu", "rows": rows, "skipped_members": skipped}
+
+
+def markdown(res: dict) -> str:
+    out = [
+        "# Accelerator check",
+        "",
+        f"Backend `{res['backend']}` ({res['device_kind']}, {res['device_count']} device(s)); "
+        f"jax {res['jax']}; mode `{res['mode']}`; {res['seconds']:.0f} s in all. Written by "
+        "`python -m benchmarks.device_check`.",
+        "",
+        "## Core tests",
+        "",
+        f"`{res['tests']['command']}`: {res['tests']['summary']} "
+        f"(exit {res['tests']['returncode']}, {res['tests']['seconds']:.0f} s).",
+        "",
+        "## Training step, ratio to ReLU (goal: CPAF <= 1.10x)",
+        "",
+        "| network | activation | batch | step ms | / ReLU [range] | memory MiB | memory / ReLU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in res["steps"]["rows"]:
+        out.append(
+            f"| {r['network']} | {r['activation']} | {r['batch']} | {r['step_ms']:.2f} | "
+            f"{r['ratio']:.2f} [{r['ratio_lo']:.2f}, {r['ratio_hi']:.2f}] | "
+            f"{r['memory'] / 2**20:.2f} | {r['mem_ratio']:.2f} |"
+        )
+    sw = res["sweep"]
+    out += [
+        "",
+        f"## Sweep throughput, {sw['activation']} FashionNet members (goal: vmap at M = 64 "
+        ">= 10x loop)",
+        "",
+        "| M | vmap member-steps/s | loop | sequential | vmap / loop |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sw["rows"]:
+        out.append(
+            f"| {r['members']} | {r['vmap']:.1f} | {r['loop']:.1f} | {r['sequential']:.1f} | "
+            f"{r['vmap_over_loop']:.2f} |"
+        )
+    if sw["skipped_members"]:
+        out += ["", f"Skipped for time: M = {sw['skipped_members']}."]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.device_check", description=__doc__)
+    p.add_argument("--smoke", action="store_true", help="toy sizes, any backend")
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks"))
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    dev = jax.devices()[0]
+    if not args.smoke and dev.platform == "cpu":
+        print("[device_check] no accelerator here; on CPU run with --smoke", flush=True)
+    res = {
+        "mode": "smoke" if args.smoke else "full",
+        "backend": jax.default_backend(),
+        "device_kind": dev.device_kind,
+        "device_count": jax.device_count(),
+        "jax": jax.__version__,
+    }
+    print("[device_check] core tests...", flush=True)
+    res["tests"] = core_tests(args.smoke, timeout_s=120 if args.smoke else 0.4 * BUDGET_S)
+    print(f"[device_check] {res['tests']['summary']}; step ratios...", flush=True)
+    res["steps"] = step_ratios(args.smoke)
+    print("[device_check] sweep throughput...", flush=True)
+    members = [2] if args.smoke else [1, 2, 4, 8, 16, 32, 64]
+    steps, repeats = (1, 1) if args.smoke else (5, 3)
+    res["sweep"] = sweep_rows(members, steps, repeats, t0 + 0.9 * BUDGET_S)
+    res["seconds"] = time.perf_counter() - t0
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "DEVICE.json"), "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    with open(os.path.join(args.out, "DEVICE.md"), "w") as f:
+        f.write(markdown(res))
+    print(f"[device_check] wrote {args.out}/DEVICE.md and DEVICE.json", flush=True)
+    return res
+
+
+if __name__ == "__main__":
+    main()
