@@ -1,6 +1,6 @@
 """``python -m train reproduce --stage``: a stage's commands through the normal command path,
 per-member rows into runs.csv, ``--resume`` skipping what is finished, ``final`` at the tuned
-rate and 1e-3 (tiny: 64 training images, one epoch, one seed)."""
+rate and 1e-3 (tiny: 256 training images, one epoch, one seed)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 from cpaf_jax.experiments import reproduce, runs_csv
 from cpaf_jax.experiments.reproduction_plan import WIDE_RELU_WIDTH
 
-TINY = ["--seeds", "1", "--epochs", "1", "--train-subset", "64", "--no-progress"]
+TINY = ["--seeds", "1", "--epochs", "1", "--train-subset", "256", "--no-progress"]
 
 
 def test_tune_then_final_with_resume(tmp_path, capsys):
@@ -22,7 +22,7 @@ def test_tune_then_final_with_resume(tmp_path, capsys):
     rows = runs_csv.read(csv_path)
     assert len(rows) == 3 and {r["split"] for r in rows} == {"validation"}
     assert {r["lr"] for r in rows} == {"0.0003", "0.001", "0.003"}
-    assert {r["train_images"] for r in rows} == {"64"} and all(r["commit"] for r in rows)
+    assert {r["train_images"] for r in rows} == {"256"} and all(r["commit"] for r in rows)
     # A finished command is skipped with --resume; runs.csv is unchanged.
     before = (tmp_path / "runs.csv").read_text()
     capsys.readouterr()
