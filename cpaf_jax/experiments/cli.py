@@ -17,7 +17,8 @@ _EPILOG = """experiments:
   cifar10          4.3: CIFAR-10, --structure 1|2|3 (Tables 3-4, 6, Fig. 15)
   cifar100         4.3: CIFAR-100, --structure 1|2|3 (Tables 3, 5, 6)
 
-  reproduce         every experiment above, then REPRODUCTION.md (python -m train reproduce -h)
+  reproduce         issue 17's stages (--stage tune|final|ablation|features), then
+                    REPRODUCTION.md from runs.csv (python -m train reproduce -h)
   inspect RUN_DIR   summarise a trained model's activations (python -m train inspect -h)
 
 examples:
