@@ -4,8 +4,9 @@ Columns (``COLUMNS``): the stage and row label of ``cpaf_jax.experiments.reprodu
 the experiment, registered activation, seed, learning rate, epochs, CPAF's k and the sharing
 applied (empty when they do not apply), the width multiplier, the split the accuracy and loss
 were scored on (``validation`` or ``test``), the final accuracy and loss, the activation and
-total trainable parameter counts, and the commit (with its dirty flag) the run trained at,
-from ``results.json``'s ``provenance``. ``collect`` upserts a stage's rows by ``KEY``.
+total trainable parameter counts, and the commit the run trained at, from ``results.json``'s
+``provenance``, with its dirty flag (ignoring the files the reproduction itself rewrites).
+``collect`` upserts a stage's rows by ``KEY``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,23 @@ def _weights(model: str, model_kwargs: str) -> int:
     return sum(int(v.size) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
+#: Files the reproduction itself rewrites between its commands; a tree that differs from its
+#: commit only in these trained the same code.
+OWN_OUTPUTS = ("docs/reproduction/runs.csv", "REPRODUCTION.md")
+
+
+def code_dirty(prov: dict) -> bool | None:
+    """Whether the run's tree differed from its commit in anything but ``OWN_OUTPUTS``."""
+    from cpaf_jax.provenance import _MAX_DIRTY_PATHS
+
+    if prov.get("dirty") is None:
+        return None
+    paths = prov.get("dirty_paths") or []
+    if len(paths) >= _MAX_DIRTY_PATHS:  # the list was cut: assume the worst
+        return bool(prov["dirty"])
+    return any(p not in OWN_OUTPUTS for p in paths)
+
+
 def _k_and_sharing(run: dict) -> tuple:
     from cpaf_jax.activations.registry import family
 
@@ -75,7 +93,7 @@ def rows_of(results: dict, stage: str, label: str) -> list[dict]:
             "train_images": st["train_images"],
             "test_accuracy": run["test_accuracy"], "test_loss": run["test_loss"],
             "activation_params": scalars, "params": params,
-            "dataset": run["dataset"], "commit": prov.get("commit"), "dirty": prov.get("dirty"),
+            "dataset": run["dataset"], "commit": prov.get("commit"), "dirty": code_dirty(prov),
         }  # fmt: skip
         out.append({c: _text(row[c]) for c in COLUMNS})
     return out

@@ -86,3 +86,14 @@ def test_rows_of_results_and_upsert(tmp_path):
         ("0", "0.75", "d"),
         ("1", "0.75", "d"),
     ]
+
+
+def test_dirty_ignores_only_the_reproductions_own_outputs():
+    own = {"dirty": True, "dirty_paths": ["docs/reproduction/runs.csv", "REPRODUCTION.md"]}
+    assert runs_csv.code_dirty(own) is False
+    code = {"dirty": True, "dirty_paths": ["docs/reproduction/runs.csv", "cpaf_jax/models.py"]}
+    assert runs_csv.code_dirty(code) is True
+    assert runs_csv.code_dirty({"dirty": False, "dirty_paths": []}) is False
+    assert runs_csv.code_dirty({"dirty": None}) is None
+    cut = {"dirty": True, "dirty_paths": ["docs/reproduction/runs.csv"] * 50}
+    assert runs_csv.code_dirty(cut) is True
