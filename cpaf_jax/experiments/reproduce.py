@@ -141,7 +141,7 @@ def write_report(csv_path: str, doc: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m train reproduce [options]``; returns the exit status."""
+    """``python -m train reproduce [options]``; returns the exit status (2: bad input)."""
     try:
         args = _parser().parse_args(argv)
         if args.report_only:
@@ -151,12 +151,12 @@ def main(argv: list[str]) -> int:
             for _, cmd in stage_commands(args):
                 print("python -m train " + shlex.join(cmd))
             return 0
-    except SystemExit as e:
+        from cpaf_jax.experiments.cli import split_cpu_devices
+
+        split_cpu_devices(0)
+        return run_stage(args)
+    except SystemExit as e:  # argparse's exit, or a message naming the bad option
         if isinstance(e.code, str):
             print(e.code, file=sys.stderr)
             return 2
         return 0 if e.code is None else e.code
-    from cpaf_jax.experiments.cli import split_cpu_devices
-
-    split_cpu_devices(0)
-    return run_stage(args)

@@ -41,3 +41,10 @@ def test_final_needs_tuning_first(tmp_path, capsys):
     args = ["--stage", "final", "--plan", "--csv", str(tmp_path / "none.csv")]
     assert reproduce.main(args) == 2
     assert "run `python -m train reproduce --stage tune --resume` first" in capsys.readouterr().err
+
+
+def test_unknown_row_is_refused_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert reproduce.main(["--stage", "tune", "--only", "nope", "--out", str(out)]) == 2
+    assert "--only: unknown row(s) ['nope']; known: prelu" in capsys.readouterr().err
+    assert not out.exists()
