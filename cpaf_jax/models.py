@@ -137,7 +137,11 @@ class FashionNet(nnx.Module):
     flatten 36 -> dense 30 -> dense ``num_classes``. Activation elements per example:
     26*26*16 + 11*11*32 + 3*3*4 + 30 = 14,754.
 
-    Args: as ``MnistFeatureNet``, plus ``hidden``, the width of the dense layer.
+    Args: as ``MnistFeatureNet``, plus ``hidden``, the width of the dense layer, and
+    ``width``, a multiplier of every layer's width (conv channels 16, 32, 4 and ``hidden``,
+    each rounded to a whole number >= 1): ``width > 1`` is the wider baseline whose weight
+    count matches a network with per-element activation parameters (issue 17; see
+    ``cpaf_jax.experiments.reproduction_plan.WIDE_RELU_WIDTH``).
     """
 
     default_sharing = "element"
@@ -151,26 +155,30 @@ class FashionNet(nnx.Module):
         input_shape=(28, 28, 1),
         num_classes: int = 10,
         hidden: int = 30,
+        width: float = 1.0,
         fuse_pooling: bool = True,
         rngs: nnx.Rngs,
     ):
+        if not width > 0:
+            raise ValueError(f"FashionNet width must be a number > 0, got {width!r}")
+        c1, c2, c3, hidden = (max(1, round(n * width)) for n in (16, 32, 4, hidden))
         self.fuse_pooling = bool(fuse_pooling)
         h, w, c = input_shape
         kw = activation_kwargs
-        self.conv1 = _conv(c, 16, "VALID", rngs)
+        self.conv1 = _conv(c, c1, "VALID", rngs)
         h, w = h - 2, w - 2
-        self.act1 = _act(activation, (h, w, 16), sharing, kw, rngs)
+        self.act1 = _act(activation, (h, w, c1), sharing, kw, rngs)
         h, w = h // 2, w // 2
-        self.conv2 = _conv(16, 32, "VALID", rngs)
+        self.conv2 = _conv(c1, c2, "VALID", rngs)
         h, w = h - 2, w - 2
-        self.act2 = _act(activation, (h, w, 32), sharing, kw, rngs)
+        self.act2 = _act(activation, (h, w, c2), sharing, kw, rngs)
         h, w = h // 2, w // 2
-        self.conv3 = _conv(32, 4, "VALID", rngs)
+        self.conv3 = _conv(c2, c3, "VALID", rngs)
         h, w = h - 2, w - 2
         if h < 1 or w < 1:
             raise ValueError(f"input shape {input_shape} is too small for FashionNet")
-        self.act3 = _act(activation, (h, w, 4), sharing, kw, rngs)
-        self.dense = nnx.Linear(h * w * 4, hidden, rngs=rngs)
+        self.act3 = _act(activation, (h, w, c3), sharing, kw, rngs)
+        self.dense = nnx.Linear(h * w * c3, hidden, rngs=rngs)
         self.act4 = _act(activation, (hidden,), sharing, kw, rngs)
         self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
 

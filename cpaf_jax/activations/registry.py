@@ -15,6 +15,11 @@ import numpy as np
 from flax import nnx
 
 from cpaf_jax.activations.apl import APL_FAMILY
+from cpaf_jax.activations.controls import (
+    CPAF_RELU_FROZEN_FAMILY,
+    CPAF_SIGMOID_FROZEN_FAMILY,
+    RELU_BIAS_FAMILY,
+)
 from cpaf_jax.activations.cpaf import (
     CPAF_RELU_FAMILY,
     CPAF_SIGMOID_FAMILY,
@@ -44,6 +49,10 @@ _REGISTRY: dict[str, ActivationFamily] = {
         APL_FAMILY,
         PAU_FAMILY,
         SWISH_FAMILY,
+        # Controls of the reproduction (issue 17): shape without learning, an untied bias.
+        CPAF_SIGMOID_FROZEN_FAMILY,
+        CPAF_RELU_FROZEN_FAMILY,
+        RELU_BIAS_FAMILY,
     )
 }
 
@@ -101,7 +110,8 @@ def activation(
     Args:
       name: one of ``known_activations()``: ``sigmoid``, ``tanh``, ``relu``, ``elu``,
         ``elu_learned``, ``prelu``, ``cpaf_sigmoid``, ``cpaf_relu``, ``cpaf_tanh``, ``apl``,
-        ``pau``, ``swish`` (and any registered later).
+        ``pau``, ``swish``, the controls ``cpaf_sigmoid_frozen``, ``cpaf_relu_frozen``,
+        ``relu_bias`` (and any registered later).
       features_shape: per-example feature shape, channels last (parametric ones need it
         unless ``sharing="shared"``).
       sharing: ``"element"``, ``"channel"``, ``"shared"`` or feature axes; ignored by

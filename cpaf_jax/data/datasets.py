@@ -60,6 +60,9 @@ __all__ = [
 
 DEFAULT_SYSTEM_DIRS: tuple[str, ...] = ("/usr/share/datasets",)
 
+#: Seed of the fixed permutation that ``Dataset.split_validation`` holds images out by.
+VALIDATION_SEED = 0
+
 # The four IDX files in (train images, train labels, test images, test labels) order.
 _IDX_STEMS = (
     "train-images-idx3-ubyte",
@@ -142,6 +145,9 @@ class Dataset:
     mean, std : tuple of float
         Per-channel statistics (on the [0, 1] pixel scale) used for normalisation, so that
         images can be mapped back to pixels as ``(x * std + mean) * 255``.
+    eval_split : str
+        What ``test_images`` hold: ``"test"`` (the official test set) or ``"validation"``
+        (images carved from the training set by :meth:`split_validation`).
     """
 
     name: str
@@ -153,6 +159,7 @@ class Dataset:
     source: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    eval_split: str = "test"
 
     def __post_init__(self) -> None:
         for split, images, labels in (
@@ -195,6 +202,40 @@ class Dataset:
             )
         return dataclasses.replace(
             self, train_images=self.train_images[:n], train_labels=self.train_labels[:n]
+        )
+
+    def split_validation(self, n: int, seed: int = VALIDATION_SEED) -> Dataset:
+        """This dataset with ``n`` training images held out as its evaluation set.
+
+        The held-out images are the last ``n`` of the permutation
+        ``np.random.default_rng(seed).permutation(N_train)``: a fixed split for a given
+        ``(N_train, n, seed)``, the same for every run, activation and training seed. Training
+        keeps the other ``N_train - n`` images in their original order; ``test_images`` and
+        ``test_labels`` become the held-out ones (``[n, H, W, C]``, ``[n]``) and ``eval_split``
+        says ``"validation"``. The official test set is never looked at.
+
+        Raises
+        ------
+        DataError
+            If ``n`` is not in ``1 .. N_train - 1``, or this dataset is already a split.
+        """
+        available = self.train_images.shape[0]
+        if self.eval_split != "test":
+            raise DataError(f"{self.name} already evaluates on a {self.eval_split} split")
+        if not 0 < n < available:
+            raise DataError(
+                f"validation size {n} is out of range for {self.name}, which has {available} "
+                f"training images; pass a value from 1 to {available - 1}"
+            )
+        perm = np.random.default_rng(seed).permutation(available)
+        held, kept = np.sort(perm[available - n :]), np.sort(perm[: available - n])
+        return dataclasses.replace(
+            self,
+            train_images=self.train_images[kept],
+            train_labels=self.train_labels[kept],
+            test_images=self.train_images[held],
+            test_labels=self.train_labels[held],
+            eval_split="validation",
         )
 
 

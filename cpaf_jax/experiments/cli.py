@@ -17,7 +17,8 @@ _EPILOG = """experiments:
   cifar10          4.3: CIFAR-10, --structure 1|2|3 (Tables 3-4, 6, Fig. 15)
   cifar100         4.3: CIFAR-100, --structure 1|2|3 (Tables 3, 5, 6)
 
-  reproduce         every experiment above, then REPRODUCTION.md (python -m train reproduce -h)
+  reproduce         issue 17's stages (--stage tune|final|ablation|features), then
+                    REPRODUCTION.md from runs.csv (python -m train reproduce -h)
   inspect RUN_DIR   summarise a trained model's activations (python -m train inspect -h)
 
 examples:
@@ -199,6 +200,20 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help="use the first N >= 1 training images",
     )
     p.add_argument(
+        "--validation",
+        type=positive_int,
+        metavar="N",
+        help="hold out N >= 1 training images (a fixed seeded split) and score every run on "
+        "them instead of the test set; results.json records eval_split 'validation'",
+    )
+    p.add_argument(
+        "--width",
+        type=positive_float,
+        metavar="M",
+        help="fashion_mnist only: multiply every layer width of the network by M > 0 (a "
+        "wider baseline; rounded to whole channels)",
+    )
+    p.add_argument(
         "--eval-every",
         type=non_negative_int,
         metavar="STEPS",
@@ -327,6 +342,8 @@ def _check_combination(p: argparse.ArgumentParser, args: argparse.Namespace, cfg
     cifar = args.experiment.startswith("cifar")
     if args.structure is not None and not cifar:
         p.error("argument --structure: applies to cifar10 and cifar100 only")
+    if args.width is not None and args.experiment != "fashion_mnist":
+        p.error("argument --width: applies to fashion_mnist only")
     activations = cfg.activations if args.activations is None else args.activations
     from cpaf_jax.activations.registry import family
 
@@ -393,6 +410,8 @@ def _options(args: argparse.Namespace, cfg, argv: list[str]):
         data_dir=args.data_dir,
         dataset=args.dataset,
         train_subset=args.train_subset,
+        validation=args.validation,
+        width=args.width,
         epochs=args.epochs,
         batch_size=args.batch_size,
         # One rate in --lrs is a single run at that rate, not a sweep of one.

@@ -43,6 +43,8 @@ def settings_record(cfg, opts, settings, data) -> dict:
         "data_source": data.source,
         "train_images": int(len(data.train_labels)),
         "test_images": int(len(data.test_labels)),
+        # "validation": the test_* figures are on images held out of the training set.
+        "eval_split": data.eval_split,
         "model": cfg.model,
         "model_kwargs": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.model_kwargs.items()
@@ -91,6 +93,7 @@ def run_record(cfg, act: str, res, i: int, tcfg, data, applied: dict) -> dict:
         "label": m.label,
         "seed": m.seed,
         "dataset": data.name,
+        "eval_split": data.eval_split,
         "test_accuracy": None if failed is not None else float(res.test_accuracy[i]),
         "test_loss": None if failed is not None else float(res.test_loss[i]),
         "final_train_loss": _final_train_loss(hist),

@@ -39,6 +39,8 @@ class RunOptions:
     data_dir: str | None = None
     dataset: str | None = None
     train_subset: int | None = None
+    validation: int | None = None  # hold out this many training images; score on them
+    width: float | None = None  # FashionNet width multiplier (a wider matched baseline)
     epochs: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
@@ -83,6 +85,8 @@ def resolve_settings(cfg, opts: RunOptions, data) -> Settings:
     model_kwargs = dict(cfg.model_kwargs)
     model_kwargs["input_shape"] = tuple(data.train_images.shape[1:])
     model_kwargs["num_classes"] = data.num_classes
+    if opts.width is not None:
+        model_kwargs["width"] = opts.width
     return Settings(
         epochs=pick(opts.epochs, cfg.epochs),
         batch_size=pick(opts.batch_size, cfg.batch_size),
@@ -96,10 +100,14 @@ def resolve_settings(cfg, opts: RunOptions, data) -> Settings:
 
 
 def load_data(cfg, opts: RunOptions):
-    """The experiment's dataset (``--dataset`` may swap it), subset if asked."""
+    """The experiment's dataset (``--dataset`` may swap it), validation split and subset if
+    asked (the split is carved from the whole training set first, so it does not depend on
+    ``--train-subset``)."""
     from cpaf_jax.experiments.fetch import ensure_dataset
 
     data = ensure_dataset(opts.dataset or cfg.dataset, opts.data_dir)
+    if opts.validation is not None:
+        data = data.split_validation(opts.validation)
     if opts.train_subset is not None:
         data = data.subset(opts.train_subset)
     return data
