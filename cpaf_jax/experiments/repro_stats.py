@@ -1,7 +1,7 @@
 """Statistics of the reproduction report, by ``scipy.stats``: Student-t intervals of a mean,
 paired t-tests over seeds, and Holm's step-down adjustment of a family of p-values.
 
-(``cpaf_jax.experiments.stats`` is moving to scipy too; ``holm`` lives here until it has one.)
+Holm's adjustment is ``cpaf_jax.experiments.stats.holm`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
+
+from cpaf_jax.experiments.stats import holm as holm
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
@@ -44,20 +46,4 @@ def paired(a: Mapping[int, float], b: Mapping[int, float]) -> dict:
         out["p"] = float("nan") if len(seeds) < 2 or out["mean"] == 0.0 else 0.0
         return out
     out["p"] = float(sps.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
-    return out
-
-
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the input order.
-
-    Sort ascending ``p_(1) <= ... <= p_(m)``; ``adj_(i) = max_{j <= i} min(1, (m - j + 1)
-    p_(j))``. NaN p-values are left out of the family and stay NaN.
-    """
-    idx = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
-    m = len(idx)
-    out = [float("nan")] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        out[i] = running
     return out
