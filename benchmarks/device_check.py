@@ -2,7 +2,7 @@
 
 Run once on a machine with a GPU (or TPU); in under 8 minutes it
 
-1. runs the core tests (``tests/test_functional.py``, ``tests/test_pooling.py``) on that
+1. runs the core tests (``tests/ops/test_functional.py``, ``tests/ops/test_fused_pool.py``) on that
    backend, in a subprocess;
 2. times the training step of FashionNet (the library's fused blocks) and of the user-written
    4.2 network (section 2b) with ReLU, CPAF-ReLU and CPAF-sigmoid, interleaved, and their
@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORE_TESTS = ("tests/test_functional.py", "tests/test_pooling.py")
+CORE_TESTS = ("tests/ops/test_functional.py", "tests/ops/test_fused_pool.py")
 BUDGET_S = 8 * 60
 
 

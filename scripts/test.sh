@@ -9,5 +9,5 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -
 fi
 "$PY" -m ruff check cpaf_jax train benchmarks tests
 "$PY" -m ruff format --check cpaf_jax train benchmarks tests
-"$PY" -m pytest -q "$@"
+"$PY" -m pytest -q -n 2 --dist loadfile "$@"
 bash "$ROOT/scripts/docs.sh" -q

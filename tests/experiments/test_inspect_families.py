@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from test_data import write_idx_dataset
+from fakes import write_idx_dataset
 
 from cpaf_jax.activations.export import to_numpy
 from cpaf_jax.experiments.command import main

@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from test_data import cifar_batches, write_cifar_archive, write_idx_dataset
+from fakes import cifar_batches, write_cifar_archive, write_idx_dataset
 
 from cpaf_jax import compile_options
 from cpaf_jax.data import Dataset, load_dataset
@@ -19,7 +19,7 @@ from cpaf_jax.models import build_model
 from cpaf_jax.training import FitConfig, TrainingDiverged, fit
 from cpaf_jax.training.optim import make_optimizer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

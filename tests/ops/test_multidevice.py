@@ -1,7 +1,7 @@
 """Values and gradients under a real 8-device ``jax.shard_map`` equal the unsharded ones.
 
 The test process has one CPU device, so the check runs in a fresh process with
-``jax_num_cpu_devices = 8`` (as ``tests/test_sweep.py`` does for sweeps). The batch axis is
+``jax_num_cpu_devices = 8`` (as ``tests/training/test_sweep.py`` does for sweeps). The batch axis is
 split over the 8 devices and the parameters are replicated, the usual data-parallel layout;
 every case is differentiated three ways:
 

@@ -31,7 +31,7 @@ from cpaf_jax.training import (
     train,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KIND, ACT = "mnist_features", "cpaf_relu"
 
 

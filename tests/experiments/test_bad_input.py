@@ -24,7 +24,7 @@ import pytest
 from cpaf_jax.experiments import cli
 from cpaf_jax.experiments.outdir import lock_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FM = ["fashion_mnist"]
 
 # (argv, the message stderr must contain as a regex). "{prior}" is the finished run's folder,

@@ -9,7 +9,7 @@ import sys
 
 import matplotlib.figure
 import pytest
-from test_data import write_idx_dataset
+from fakes import write_idx_dataset
 
 from cpaf_jax.experiments import plots
 from cpaf_jax.experiments.cli import main

@@ -580,7 +580,7 @@ def test_second_derivatives(rng, base, impl):
 
 
 # Values and gradients under a real 8-device shard_map (batch split, parameters replicated):
-# tests/test_multidevice.py, in a fresh process (this one has a single CPU device).
+# tests/ops/test_multidevice.py, in a fresh process (this one has a single CPU device).
 
 
 # ---------------------------------------------------------------------------------------------
