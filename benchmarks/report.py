@@ -313,7 +313,7 @@ def markdown(results: dict) -> str:
     if "epoch" in s:
         e = s["epoch"]
         out += [
-            "## 4. Epoch through `loop.fit` against the step alone",
+            "## 4. Epoch through `fit` (the training engine) against the step alone",
             "",
             f"Fashion-MNIST from `{e['dataset']}`, {e['train_images']:,} training images, "
             "batch 128, Adam; four epochs of `fit` (evaluation excluded), each followed at once "
@@ -393,8 +393,8 @@ def markdown(results: dict) -> str:
                 rows,
             ),
             "",
-            f"Faster on this backend: **{ls['faster']}**. `loop.fit` uses the Python loop; "
-            "on GPU/TPU, where per-step dispatch is a larger share of a step, scan may win "
+            f"Faster on this backend: **{ls['faster']}**. The training engine uses the Python "
+            "loop; on GPU/TPU, where per-step dispatch is a larger share of a step, scan may win "
             "and should be re-measured there (no accelerator was available here).",
             "",
         ]

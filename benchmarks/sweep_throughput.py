@@ -65,7 +65,7 @@ def bench_one(ds, activation: str, m: int, steps: int, repeats: int, chunk: int)
         mesh,
     )
 
-    # Baseline: M independent runs one after another, each the program loop.fit runs (the
+    # Baseline: M independent runs one after another, each the program a single run runs (the
     # epoch's index table passed whole, the batch's row sliced inside the step).
     step = compile_options.jit(row_step(program.train_step), donate_argnums=(0,))
     images, labels = program.data_on(None)[:2]

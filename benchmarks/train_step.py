@@ -1,11 +1,11 @@
 """Sections 2 and 3: a full training step of each paper network per activation, and its
 compiled memory, each as a ratio to ReLU's in the same run.
 
-Steps are ``cpaf_jax.training.state.make_train_step`` (the one ``loop.fit`` runs), jitted with
-the state donated, on random data of the network's input shape; FashionNet and the MNIST net
+Steps are ``cpaf_jax.training.state.make_train_step`` (the one the training engine runs), jitted
+with the state donated, on random data of the network's input shape; FashionNet and the MNIST net
 use Adam (as in 4.1), the CIFAR nets RMSprop (4.3). Memory is
-``jit(step).lower(...).compile().memory_analysis()`` with a dataset of one batch, so the
-argument size is the training state and not the dataset.
+``jit(step).lower(...).compile().memory_analysis()`` with a dataset of one batch, so the argument
+size is the training state and not the dataset.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ class StepRunner:
       step: the jitted step; state: the current ``TrainState``; images ``[N, H, W, C]``
       float32, labels ``[N]`` int32, idxs: a few ``[batch]`` int32 index vectors.
 
-    With ``mesh`` (a 1-D data mesh) the step is data parallel, as ``loop.fit`` runs it with
-    several local devices: state and data replicated, each batch's indices split. With
-    ``xla_defaults`` the step is compiled with XLA's default options instead of
+    With ``mesh`` (a 1-D data mesh) the step is data parallel, as the engine's ``data_parallel``
+    strategy runs it with several local devices: state and data replicated, each batch's indices
+    split. With ``xla_defaults`` the step is compiled with XLA's default options instead of
     ``cpaf_jax.compile_options`` (to measure what those options change).
     """
 
