@@ -145,3 +145,14 @@ def test_features_table_says_which_dataset_each_loss_is_on():
     header = next(ln for ln in text.splitlines() if ln.startswith("| activation | paper test loss"))
     assert "(MNIST)" in header and "(fashion_mnist)" in header
     assert re.search(r"\| relu \| 0\.627 \| 0\.\d{4} \|", text)
+
+
+def test_committed_reproduction_is_regenerated_from_the_committed_runs_csv(tmp_path, monkeypatch):
+    """REPRODUCTION.md is exactly what ``--report-only`` writes from docs/reproduction/runs.csv
+    (every number in it comes from that file or BENCHMARKS.json)."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    doc = tmp_path / "REPRODUCTION.md"
+    csv_path = "docs/reproduction/runs.csv"
+    assert reproduce.main(["--report-only", "--csv", csv_path, "--doc", str(doc)]) == 0
+    assert doc.read_text() == (root / "REPRODUCTION.md").read_text()
