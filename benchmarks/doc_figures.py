@@ -66,18 +66,14 @@ def _steps(b: dict) -> dict[str, str]:
     return out
 
 
-def _fusion_and_terms(b: dict) -> dict[str, str]:
-    """Section 3b (fused against composed blocks) and 3c (terms recomputed or kept)."""
+def _fusion(b: dict) -> dict[str, str]:
+    """Section 3b (fused against composed blocks)."""
     out = {}
     for r in b["sections"]["train_step"]["fusion"]:
         a = r["activation"]
         out[f"fusion_{a}_speedup"] = _x(r["speedup"])
         out[f"fusion_{a}_fused_mib"] = _mib(r["fused_memory"])
         out[f"fusion_{a}_unfused_mib"] = _mib(r["unfused_memory"])
-    for r in b["sections"]["train_step"]["terms"]:
-        if r["variant"] != "relu":
-            out[f"terms_{r['variant']}_ratio"] = _x(r["ratio"])
-            out[f"terms_{r['variant']}_mem_ratio"] = _x(r["mem_ratio"])
     return out
 
 
@@ -128,7 +124,7 @@ def _sweep(sw: dict) -> dict[str, str]:
     }
 
 
-_BENCH_PARTS = (_run, _steps, _fusion_and_terms, _epoch_and_loop, _peer)
+_BENCH_PARTS = (_run, _steps, _fusion, _epoch_and_loop, _peer)
 
 #: Every figure the docs may quote. A run that lacks a section (``--only``, no torch) gives
 #: these names ``MISSING``, so the docs still build and say so where the figure would be.
@@ -143,8 +139,6 @@ NAMES = (
     "fusion_cpaf_relu_speedup", "fusion_cpaf_relu_fused_mib", "fusion_cpaf_relu_unfused_mib",
     "fusion_cpaf_sigmoid_speedup", "fusion_cpaf_sigmoid_fused_mib",
     "fusion_cpaf_sigmoid_unfused_mib",
-    "terms_recomputed_ratio", "terms_recomputed_mem_ratio", "terms_kept_ratio",
-    "terms_kept_mem_ratio",
     "epoch_efficiency", "scan_over_loop",
     "peer_relu_ms", "xla_defaults_relu_ms", "torch_threads", "torch_relu_ms",
     "peer_cpaf_relu_ratio", "peer_cpaf_sigmoid_ratio", "xla_defaults_relu_ratio",
