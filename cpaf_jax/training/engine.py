@@ -175,7 +175,7 @@ def train(
     tx_fn: Callable[[Member], Any] | None = None,
     mesh: Mesh | None = None,
     describe: dict | None = None,
-    on_epoch_end: Callable[[int, TrainResult], None] | None = None,
+    on_epoch_end: Callable[[int, EpochRunner], None] | None = None,
     on_records: Callable[[list[dict]], None] | None = None,
 ) -> TrainResult:
     """Trains every member on ``data`` and evaluates each on the whole test set.
@@ -191,8 +191,8 @@ def train(
         ``strategy="data_parallel"`` each batch split over it (``meshes.data_mesh``).
       describe: JSON-able description of the model saved in each checkpoint; a resume is
         refused when it differs from the checkpoint's.
-      on_epoch_end: called as ``on_epoch_end(epoch, engine)`` after each epoch's checkpoint
-        (tests use it to interrupt a run).
+      on_epoch_end: called as ``on_epoch_end(epoch, runner)`` (the ``EpochRunner``) after each
+        epoch's checkpoint (tests use it to interrupt a run).
       on_records: called with each batch of new history records as they are made (live
         experiment tracking).
 
@@ -264,7 +264,7 @@ def fit(
     *,
     name: str = "run",
     describe: dict | None = None,
-    on_epoch_end: Callable[[int, TrainResult], None] | None = None,
+    on_epoch_end: Callable[[int, EpochRunner], None] | None = None,
 ) -> RunView:
     """Trains one model: ``train`` with one member (seed ``cfg.seed``) and optimizer ``tx``.
 
