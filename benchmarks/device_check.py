@@ -58,7 +58,7 @@ def core_tests(smoke: bool, timeout_s: float) -> dict:
 def step_ratios(smoke: bool) -> dict:
     """FashionNet's step (fused blocks) and the user-written 4.2 network's, per activation."""
     from benchmarks import train_step, user_network
-    from benchmarks.timing import interleaved_samples, ratio_spread
+    from benchmarks.timing import interleaved_samples
 
     mode = "smoke" if smoke else "quick"
     batch = 32 if smoke else 128
@@ -76,21 +76,7 @@ def step_ratios(smoke: bool) -> dict:
             runners = {a: user_network.UserStep(net, a, batch) for a in acts}
             mem = {a: r.memory() for a, r in runners.items()}
         samples = interleaved_samples(runners, repeats=repeats, iters=iters, warmup=2)
-        spread = ratio_spread(samples, "relu")
-        for a in acts:
-            rows.append(
-                {
-                    "network": net,
-                    "activation": a,
-                    "batch": batch,
-                    "step_ms": min(samples[a]) * 1e3,
-                    "ratio": spread[a]["median"],
-                    "ratio_lo": spread[a]["lo"],
-                    "ratio_hi": spread[a]["hi"],
-                    "memory": mem[a],
-                    "mem_ratio": mem[a] / mem["relu"],
-                }
-            )
+        rows += user_network.step_rows(net, batch, samples, mem)
     return {"mode": mode, "rows": rows}
 
 

@@ -8,16 +8,7 @@ import platform
 
 import jax
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from cpaf_jax.provenance import cpu_model
 
 
 def _version(dist: str) -> str | None:
@@ -31,7 +22,7 @@ def describe() -> dict:
     """Machine and software description (JSON-able)."""
     dev = jax.devices()[0]
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "platform": platform.platform(),

@@ -181,20 +181,32 @@ def run(mode: str) -> dict:
     for net in NETWORKS:
         runners = {a: UserStep(net, a, batch) for a in ACTIVATIONS}
         samples = interleaved_samples(runners, repeats=repeats, iters=iters, warmup=2)
-        spread = ratio_spread(samples, "relu")
         mem = {a: r.memory() for a, r in runners.items()}
-        for a in ACTIVATIONS:
-            rows.append(
-                {
-                    "network": net,
-                    "activation": a,
-                    "batch": batch,
-                    "step_ms": min(samples[a]) * 1e3,
-                    "ratio": spread[a]["median"],
-                    "ratio_lo": spread[a]["lo"],
-                    "ratio_hi": spread[a]["hi"],
-                    "memory": mem[a],
-                    "mem_ratio": mem[a] / mem["relu"],
-                }
-            )
+        rows += step_rows(net, batch, samples, mem)
     return {"rows": rows}
+
+
+def step_rows(net: str, batch: int, samples: dict, mem: dict) -> list[dict]:
+    """One row per activation: best step time, ratio to ReLU's in the same rounds (median,
+    range) and compiled memory with its ratio to ReLU's.
+
+    Args:
+      net: the network's name; batch: its batch size.
+      samples: activation -> step times (s) of interleaved rounds (must include ``"relu"``).
+      mem: activation -> compiled step memory (bytes).
+    """
+    spread = ratio_spread(samples, "relu")
+    return [
+        {
+            "network": net,
+            "activation": a,
+            "batch": batch,
+            "step_ms": min(samples[a]) * 1e3,
+            "ratio": spread[a]["median"],
+            "ratio_lo": spread[a]["lo"],
+            "ratio_hi": spread[a]["hi"],
+            "memory": mem[a],
+            "mem_ratio": mem[a] / mem["relu"],
+        }
+        for a in samples
+    ]

@@ -75,7 +75,8 @@ def git_state(root: str | os.PathLike | None = None) -> dict:
     return out
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -119,7 +120,7 @@ def _jax_devices() -> dict:
 def machine() -> dict:
     """CPU model, core count, physical memory (bytes), platform, and the JAX backend."""
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "memory_bytes": _memory_bytes(),
         "platform": platform.platform(),
