@@ -7,9 +7,10 @@ interleaved with ``jax.nn.relu``'s gradient. Rows:
 
 * ``default``: ``cpaf_jax.cpaf`` with its default implementation, per base, sharing and k;
   the ratio to ReLU and to k = 2 of the same base and sharing (median [range] over rounds).
-* ``floor``: the pointwise work alone, the same custom VJP differentiated with respect to
-  ``y`` only, so that XLA drops the parameter sums: what a one-pass kernel would approach.
-* at k = 2, ``unrolled`` and ``naive`` (autodiff), as a ratio to the default in each round.
+* ``floor``: the pointwise work alone, the ``xla_vjp`` custom VJP differentiated with respect
+  to ``y`` only, so that XLA drops the parameter sums: what a one-pass kernel would approach.
+* at k = 2, ``xla_vjp`` (the same custom VJP with the pure-XLA backward), ``unrolled`` and
+  ``naive`` (autodiff), as a ratio to the default in each round.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cpaf_jax.ops.sharing import param_shape
 
 BASES = ("relu", "sigmoid", "tanh")
 SHARINGS = ("element", "channel", "shared")
-OTHER_IMPLEMENTATIONS = ("unrolled", "naive")
+OTHER_IMPLEMENTATIONS = ("xla_vjp", "unrolled", "naive")
 
 
 def _grad(base: str, k: int, sharing: str, shape, impl=None, wrt=(0, 2, 3)):
@@ -66,7 +67,7 @@ def run(mode: str) -> dict:
     fns = {("relu", "", 0, "jax.nn.relu"): functools.partial(relu, y, g)}
     for base in bases:
         for k in ks:
-            f, a, b = _grad(base, k, "element", shape, wrt=(0,))
+            f, a, b = _grad(base, k, "element", shape, "xla_vjp", wrt=(0,))
             fns[(base, "element", k, "floor")] = functools.partial(f, y, g, a, b)
         for sharing in sharings:
             for k in ks:

@@ -31,7 +31,17 @@ from cpaf_jax.activations.initializers import default_terms
 from cpaf_jax.ops.bases import resolve_base
 from cpaf_jax.ops.functional import cpaf
 
-ACTIVATIONS = ("relu", "cpaf_relu", "cpaf_sigmoid")
+#: ``cpaf_<base>`` uses ``cpaf``'s default implementation (on CPU its backward is the one-pass
+#: kernel, which needs the cotangent written out: here the max-pool's backward), and
+#: ``cpaf_<base> (xla_vjp)`` the same custom VJP with XLA's backward, into which XLA fuses it.
+ACTIVATIONS = ("relu", "cpaf_relu", "cpaf_relu (xla_vjp)", "cpaf_sigmoid", "cpaf_sigmoid (xla_vjp)")
+
+
+def _base_and_impl(activation: str) -> tuple[str, str | None]:
+    """``"cpaf_relu (xla_vjp)"`` -> ``("relu", "xla_vjp")``, ``"cpaf_relu"`` -> ``("relu", None)``:
+    the base and the implementation (``None``: the default)."""
+    name, _, impl = activation.removeprefix("cpaf_").partition(" (")
+    return name, impl.rstrip(")") or None
 
 
 def _max_pool(x):
@@ -44,7 +54,7 @@ def _max_pool(x):
 def _act_params(activation: str, features: tuple[int, ...]) -> dict:
     if activation == "relu":
         return {}
-    a0, b0 = default_terms(resolve_base(activation.removeprefix("cpaf_")), 2)
+    a0, b0 = default_terms(resolve_base(_base_and_impl(activation)[0]), 2)
     shape = tuple(features) + (2,)
     return {
         "a": jnp.broadcast_to(jnp.asarray(a0, jnp.float32), shape),
@@ -55,7 +65,8 @@ def _act_params(activation: str, features: tuple[int, ...]) -> dict:
 def _act(activation: str, p: dict, x):
     if activation == "relu":
         return jax.nn.relu(x)
-    return cpaf(x, p["a"], p["b"], activation.removeprefix("cpaf_"))
+    base, impl = _base_and_impl(activation)
+    return cpaf(x, p["a"], p["b"], base, implementation=impl)
 
 
 def plain_init(activation: str, seed: int = 0) -> dict:
@@ -105,7 +116,8 @@ class FlaxMnistCNN(nn.Module):
     def _act(self, x):
         if self.activation == "relu":
             return nn.relu(x)
-        return cpaf_linen.CPAF(base=self.activation.removeprefix("cpaf_"), sharing="element")(x)
+        base, impl = _base_and_impl(self.activation)
+        return cpaf_linen.CPAF(base=base, sharing="element", implementation=impl)(x)
 
     @nn.compact
     def __call__(self, x):

@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_benchmark_suite_smoke(tmp_path):
+    from benchmarks import user_network
     from benchmarks.__main__ import main
 
     main(["--smoke", "--out", str(tmp_path)])
@@ -52,15 +53,19 @@ def test_benchmark_suite_smoke(tmp_path):
             assert (base, "element", k, "floor") in variants
             for sharing in ("element", "channel"):
                 assert (base, sharing, k, "default") in variants
-        assert (base, "element", 2, "naive") in variants
+        for impl in ("xla_vjp", "unrolled", "naive"):
+            assert (base, "element", 2, impl) in variants
     assert all(r["ms"] > 0 for r in layer)
     assert all("to_k2" in r for r in layer if r["variant"] == "default")
     user = sections["user_network"]["rows"]
     assert {(r["network"], r["activation"]) for r in user} == {
         (n, a)
         for n in ("4.2 network, plain JAX", "Flax MNIST CNN")
-        for a in ("relu", "cpaf_relu", "cpaf_sigmoid")
+        for a in user_network.ACTIVATIONS
     }
+    assert {"relu", "cpaf_relu", "cpaf_relu (xla_vjp)", "cpaf_sigmoid"} <= set(
+        user_network.ACTIVATIONS
+    )
     assert all(r["memory"] > 0 for r in user)
     assert [r for r in user if r["activation"] == "relu"][0]["mem_ratio"] == 1.0
     assert "goal (issue 18)" in md

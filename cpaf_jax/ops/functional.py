@@ -8,14 +8,21 @@ Shapes follow NumPy broadcasting with the term axis last:
   channels-last ``y``, ``(H, W, C, k)`` is per element.
 * output: ``y``'s shape and dtype.
 
-Three implementations compute the same function and gradients:
+Four implementations compute the same function and gradients:
 
 * ``"custom_vjp"`` (the default): the k terms unrolled into one elementwise expression; the
-  backward pass saves only ``(y, a, b)`` and evaluates the closed forms in two passes over
-  ``y`` and the cotangent: one writes the input cotangent, the other evaluates the terms
-  again and sums the 2k parameter gradients over the axes the parameters are shared along,
-  8 rows at a time, a few gradients per pass (``cpaf_jax.ops.reductions``), which XLA:CPU
-  runs as vector code. No activation-sized temporary is written.
+  backward pass saves only ``(y, a, b)`` and evaluates the closed forms (Eq. 10-12). On CPU,
+  for float32 computations (bfloat16 and float16 inputs are computed in float32), the built-in
+  bases and ``1 <= k <= 8``, it is one pass of the C++ kernel of ``cpaf_jax.ops.cpu_kernel``
+  over ``y`` and the cotangent that writes the input cotangent and accumulates the 2k parameter
+  sums. Everywhere else (other backends, ``shard_map``, float64, a user's base, no compiler) it
+  is the XLA backward of ``"xla_vjp"``; second derivatives always differentiate that one.
+* ``"xla_vjp"``: the same custom VJP with the XLA backward: two passes over ``y`` and the
+  cotangent, one writing the input cotangent, the other evaluating the terms again and summing
+  the 2k parameter gradients over the axes the parameters are shared along, 8 rows at a time,
+  a few gradients per pass (``cpaf_jax.ops.reductions``), which XLA:CPU runs as vector code. XLA
+  fuses the cotangent's producer (a max-pool's backward) into both passes, which the kernel,
+  needing it written out, cannot.
 * ``"unrolled"``: the same forward, differentiated by JAX's autodiff (supports ``jax.jvp``).
 * ``"naive"``: broadcast ``y[..., None]`` against ``[..., k]`` parameters and sum; the
   literal reading of Eq. 7-9, kept as a reference (supports ``jax.jvp``).
@@ -31,14 +38,15 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from cpaf_jax.ops import cpu_kernel
 from cpaf_jax.ops import reductions as R
-from cpaf_jax.ops.bases import RELU, Base, resolve_base
-from cpaf_jax.ops.vma import match_vma
+from cpaf_jax.ops.bases import BASES, RELU, Base, resolve_base
+from cpaf_jax.ops.vma import inside_shard_map, match_vma
 
 Array = jax.Array
 BaseLike = str | Base | Callable[[Array], Array]
 
-IMPLEMENTATIONS = ("custom_vjp", "unrolled", "naive")
+IMPLEMENTATIONS = ("custom_vjp", "xla_vjp", "unrolled", "naive")
 DEFAULT_IMPLEMENTATION = "custom_vjp"
 
 
@@ -253,8 +261,64 @@ def _terms_first(p: Array) -> Array:
     return R.materialize(jnp.moveaxis(p, -1, 0))
 
 
+def _kernel_applies(base: Base, y: Array, g: Array, a: Array) -> bool:
+    """Whether the CPU kernel computes this backward: a built-in base, 1 <= k <= 8, a float32
+    computation, parameters shared along leading axes only (``row_plan``), outside
+    ``shard_map`` (varying manual axes: the XLA backward there), and the kernel built."""
+    return (
+        base is BASES.get(base.name)
+        and cpu_kernel.supports(base.name, a.shape[-1], _compute_dtype(y, a))
+        and R.row_plan(tuple(y.shape), a.shape[:-1]) is not None
+        and not inside_shard_map()
+        and cpu_kernel.available()
+    )
+
+
+def _kernel_bwd(base: Base, y: Array, g: Array, a: Array, b: Array):
+    """The backward through ``cpu_kernel``: one pass over ``y`` and ``g`` in ``row_plan``'s
+    view (rows regrouped to at least ``MIN_COLUMNS`` wide), then the regrouped partial sums
+    added."""
+    k, p_shape = a.shape[-1], a.shape[:-1]
+    plan = R.row_plan(tuple(y.shape), p_shape)
+    f32 = jnp.float32
+    yv = plan.view(y.astype(f32)).reshape(plan.rows, -1)
+    gv = plan.view(g.astype(f32)).reshape(plan.rows, -1)
+    at, bt = (plan.tile(p.astype(f32)).reshape(k, -1) for p in (a, b))
+    dy, sa, sd = cpu_kernel.backward(yv, gv, at, bt, base.name)
+    sa, sd = (jnp.sum(s.reshape(k, plan.f, -1), axis=1) for s in (sa, sd))
+    sa, sd = (jnp.moveaxis(s.reshape(k, *plan.kept), 0, -1).reshape(a.shape) for s in (sa, sd))
+    gb = -a.astype(f32) * sd  # a_i is constant along the summed rows (Eq. 11)
+    return dy.reshape(y.shape).astype(y.dtype), sa.astype(a.dtype), gb.astype(b.dtype)
+
+
 def _cpaf_custom_bwd(base, res, g):
     y, a, b = res
+    if _kernel_applies(base, y, g, a):
+        return _kernel_bwd_differentiable(base, y, a, b, g)
+    return _xla_bwd(base, y, a, b, g)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _kernel_bwd_differentiable(base: Base, y: Array, a: Array, b: Array, g: Array):
+    """The kernel's backward on CPU, the XLA backward on any other backend of the same jitted
+    program (``platform_dependent``: the kernel is registered for CPU only). Differentiating
+    it (second derivatives) differentiates the XLA backward, which computes the same values."""
+    return jax.lax.platform_dependent(
+        y,
+        g,
+        a,
+        b,
+        cpu=functools.partial(_kernel_bwd, base),
+        default=lambda y, g, a, b: _xla_bwd(base, y, a, b, g),
+    )
+
+
+@_kernel_bwd_differentiable.defjvp
+def _kernel_bwd_jvp(base, primals, tangents):
+    return jax.jvp(functools.partial(_xla_bwd, base), primals, tangents)
+
+
+def _xla_bwd(base: Base, y: Array, a: Array, b: Array, g: Array):
     dt = _compute_dtype(y, a)
     p_shape = a.shape[:-1]
     plan = R.row_plan(tuple(y.shape), p_shape)
@@ -296,6 +360,18 @@ def _cpaf_custom_bwd(base, res, g):
 _cpaf_custom.defvjp(_cpaf_custom_fwd, _cpaf_custom_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _cpaf_custom_xla(y: Array, a: Array, b: Array, base: Base) -> Array:
+    return _forward_unrolled(y, a, b, base)
+
+
+def _cpaf_custom_xla_bwd(base, res, g):
+    return _xla_bwd(base, *res, g)
+
+
+_cpaf_custom_xla.defvjp(_cpaf_custom_fwd, _cpaf_custom_xla_bwd)
+
+
 def cpaf(
     y: Array,
     a: Array,
@@ -313,9 +389,10 @@ def cpaf(
       b: locations, same shape as ``a``.
       base: ``"sigmoid"`` (Eq. 2), ``"relu"`` (Eq. 3), ``"tanh"``, a ``cpaf_jax.Base`` or any
         elementwise callable; see ``cpaf_jax.ops.bases`` for the offset of each.
-      implementation: ``"custom_vjp"`` (default), ``"unrolled"`` or ``"naive"``; all give the
-        same values and gradients and differ in speed and memory; only the last two support
-        forward-mode differentiation (``jax.jvp``).
+      implementation: ``"custom_vjp"`` (default; its backward is a one-pass kernel on CPU),
+        ``"xla_vjp"``, ``"unrolled"`` or ``"naive"``; all give the same values and gradients
+        and differ in speed and memory; only the last two support forward-mode
+        differentiation (``jax.jvp``).
 
     Returns:
       ``z``, with ``y``'s shape and dtype.
@@ -330,6 +407,8 @@ def cpaf(
     impl = implementation or DEFAULT_IMPLEMENTATION
     if impl == "custom_vjp":
         return _cpaf_custom(y, a, b, base)
+    if impl == "xla_vjp":
+        return _cpaf_custom_xla(y, a, b, base)
     if impl == "unrolled":
         return _forward_unrolled(y, a, b, base)
     if impl == "naive":

@@ -38,3 +38,13 @@ def match_vma(*xs: jax.Array) -> tuple[jax.Array, ...]:
         jax.lax.pcast(x, tuple(sorted(union - _vma(x))), to="varying") if union - _vma(x) else x
         for x in xs
     )
+
+
+def inside_shard_map() -> bool:
+    """Whether tracing is inside ``jax.shard_map`` (the abstract mesh has manual axes).
+
+    Custom calls (``cpaf_jax.ops.cpu_kernel``) carry no varying-axis types there, so callers
+    use their pure-JAX path instead.
+    """
+    get = getattr(jax.sharding, "get_abstract_mesh", None)
+    return bool(get is not None and getattr(get(), "manual_axes", ()))

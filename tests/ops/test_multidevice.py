@@ -107,7 +107,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 # The case names the script builds (kept in step with it: the test below checks the lists).
-_IMPLS = ("custom_vjp", "unrolled", "naive")
+_IMPLS = ("custom_vjp", "xla_vjp", "unrolled", "naive")
 CASES = (
     [f"cpaf-sigmoid-{i}" for i in _IMPLS]
     + [f"cpaf-{b}-custom_vjp" for b in ("relu", "tanh")]

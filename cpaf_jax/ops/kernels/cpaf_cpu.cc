@@ -1,0 +1,255 @@
+// One-pass CPU backward of CPAF (Eq. 7-12): reads y and the cotangent g once, writes the input
+// cotangent dy and accumulates the 2k parameter sums, for float32 on XLA:CPU through the XLA FFI.
+//
+// Layout (the Python side, cpaf_jax/ops/cpu_kernel.py, views every sharing this way):
+//   y, g, dy : [*V, R, M]  R rows summed over (batch; batch and space when shared), M kept
+//   a, b     : [*V, k, M]  terms first, broadcast along the rows
+//   sa, sd   : [*V, k, M]  sa_i = sum_r g (f(y - b_i) - offset), sd_i = sum_r g f'(y - b_i)
+// *V are vmap's batch dimensions (every input broadcast to them: vmap_method="broadcast_all").
+//
+// Why a kernel: XLA:CPU emits a scalar loop for each [R, M] -> [M] reduction with its
+// elementwise producer fused in (BENCHMARKS.md section 1b); here each row is one vectorised
+// pass over M that updates the k per-term sums in place, and rows are split over the
+// intra-op thread pool, each chunk with its own partial sums, added at the end.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+enum BaseId : int64_t { kRelu = 0, kSigmoid = 1, kTanh = 2 };
+
+// Eigen's (and XLA:CPU's) rational float tanh: branch-free, so the loop vectorises; within a
+// few ulp of tanh. A NaN passes through (the comparisons below keep it).
+inline float fast_tanh(float x) {
+  const float c = 7.90531110763549805f;
+  float xc = x > c ? c : (x < -c ? -c : x);
+  float x2 = xc * xc;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  // Near 0 this is x * 0.99999987 (XLA switches to x there; the difference is 1.3e-7 x).
+  return xc * p / q;
+}
+
+// (f(u) - offset, f'(u)) of each base, as cpaf_jax/ops/bases.py defines them.
+template <int B>
+inline void centered_and_df(float u, float& c, float& d) {
+  if constexpr (B == kRelu) {
+    c = (u < 0.0f ? 0.0f : u) - 0.5f;  // keeps a NaN, as jnp.maximum does
+    d = u > 0.0f ? 1.0f : 0.0f;        // Eq. 3: y == b is on the flat side
+  } else if constexpr (B == kSigmoid) {
+    float h = 0.5f * fast_tanh(0.5f * u);  // sigmoid(u) - 1/2
+    c = h;
+    d = 0.25f - h * h;  // sigmoid'(u)
+  } else {
+    float t = fast_tanh(u);
+    c = t;
+    d = 1.0f - t * t;
+  }
+}
+
+// Columns per block: the block's 2k running sums (2 * 8 * 256 floats at most) stay in L1 while
+// every row of the block streams past.
+constexpr int64_t kBlock = 256;
+
+// RB rows r.. r+RB-1 of columns [jb, je): dy there, and the rows' sums added into sa, sd.
+// Summing RB rows in registers before touching sa and sd divides the traffic to the running
+// sums (2k loads and stores per element, the bottleneck at large k) by RB.
+template <int B, int K, int RB>
+inline void rows_step(const float* __restrict__ y, const float* __restrict__ g,
+                      const float* __restrict__ a, const float* __restrict__ b,
+                      float* __restrict__ dy, float* __restrict__ sa, float* __restrict__ sd,
+                      int64_t r, int64_t jb, int64_t je, int64_t m) {
+#pragma GCC ivdep
+  for (int64_t j = jb; j < je; ++j) {
+    float yy[RB], gg[RB], acc[RB];
+#pragma GCC unroll 8
+    for (int q = 0; q < RB; ++q) {
+      yy[q] = y[(r + q) * m + j];
+      gg[q] = g[(r + q) * m + j];
+      acc[q] = 0.0f;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < K; ++i) {
+      const float ai = a[i * m + j], bi = b[i * m + j];
+      float ta = 0.0f, td = 0.0f;
+#pragma GCC unroll 8
+      for (int q = 0; q < RB; ++q) {
+        float c, d;
+        centered_and_df<B>(yy[q] - bi, c, d);
+        acc[q] += ai * d;
+        ta += gg[q] * c;
+        td += gg[q] * d;
+      }
+      sa[i * m + j] += ta;
+      sd[i * m + j] += td;
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < RB; ++q) dy[(r + q) * m + j] = gg[q] * acc[q];
+  }
+}
+
+// Rows [r0, r1) x columns [j0, j1) of one problem: dy there, and the rows' sums added into
+// sa, sd ([K, m], only columns [j0, j1) touched).
+template <int B, int K>
+void block_pass(const float* __restrict__ y, const float* __restrict__ g,
+                const float* __restrict__ a, const float* __restrict__ b,
+                float* __restrict__ dy, float* __restrict__ sa, float* __restrict__ sd,
+                int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t m) {
+  constexpr int RB = 4;
+  for (int64_t jb = j0; jb < j1; jb += kBlock) {
+    const int64_t je = std::min(j1, jb + kBlock);
+    int64_t r = r0;
+    for (; r + RB <= r1; r += RB) rows_step<B, K, RB>(y, g, a, b, dy, sa, sd, r, jb, je, m);
+    for (; r < r1; ++r) rows_step<B, K, 1>(y, g, a, b, dy, sa, sd, r, jb, je, m);
+  }
+}
+
+using RowsFn = void (*)(const float*, const float*, const float*, const float*, float*, float*,
+                        float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+
+template <int B>
+RowsFn pick_k(int64_t k) {
+  switch (k) {
+    case 1: return block_pass<B, 1>;
+    case 2: return block_pass<B, 2>;
+    case 3: return block_pass<B, 3>;
+    case 4: return block_pass<B, 4>;
+    case 5: return block_pass<B, 5>;
+    case 6: return block_pass<B, 6>;
+    case 7: return block_pass<B, 7>;
+    case 8: return block_pass<B, 8>;
+    default: return nullptr;
+  }
+}
+
+RowsFn pick(int64_t base, int64_t k) {
+  switch (base) {
+    case kRelu: return pick_k<kRelu>(k);
+    case kSigmoid: return pick_k<kSigmoid>(k);
+    case kTanh: return pick_k<kTanh>(k);
+    default: return nullptr;
+  }
+}
+
+// Chunks claimed by the caller and by tasks on the pool. The caller works too and waits only
+// for chunks already claimed, so a busy or absent pool costs speed, not a deadlock; a task that
+// starts late finds nothing left and touches nothing but this shared state. Wide rows (per
+// element) are split by columns, each chunk writing its own part of the sums; narrow ones by
+// rows, each chunk into its own partial sums, added at the end.
+struct Work {
+  RowsFn fn;
+  const float *y, *g, *a, *b;
+  float *dy, *sa, *sd;
+  int64_t v, rows, m, k, chunks, by_rows, step;
+  std::vector<float> partial;  // [chunks, v, 2, k, m] when split by rows
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+
+  void chunk(int64_t c) {
+    const int64_t km = k * m;
+    const int64_t n = by_rows ? rows : m;
+    const int64_t lo = c * step, hi = std::min(n, lo + step);
+    for (int64_t vi = 0; vi < v; ++vi) {
+      float* pa = by_rows ? partial.data() + (c * v + vi) * 2 * km : sa + vi * km;
+      float* pd = by_rows ? pa + km : sd + vi * km;
+      fn(y + vi * rows * m, g + vi * rows * m, a + vi * km, b + vi * km, dy + vi * rows * m,
+         pa, pd, by_rows ? lo : 0, by_rows ? hi : rows, by_rows ? 0 : lo, by_rows ? m : hi, m);
+    }
+  }
+
+  void run() {
+    for (int64_t c; (c = next.fetch_add(1)) < chunks;) {
+      chunk(c);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
+ffi::Error CpafBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> y, ffi::Buffer<ffi::F32> g,
+                        ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b, int64_t base,
+                        int64_t max_threads, ffi::ResultBuffer<ffi::F32> dy,
+                        ffi::ResultBuffer<ffi::F32> sa, ffi::ResultBuffer<ffi::F32> sd) {
+  auto yd = y.dimensions(), ad = a.dimensions();
+  if (yd.size() < 2 || ad.size() != yd.size()) {
+    return ffi::Error::InvalidArgument("cpaf_backward: y is [*V, R, M] and a is [*V, k, M]");
+  }
+  const int64_t m = yd.back(), rows = yd[yd.size() - 2], k = ad[ad.size() - 2];
+  if (ad.back() != m || g.element_count() != y.element_count() ||
+      a.element_count() != b.element_count()) {
+    return ffi::Error::InvalidArgument("cpaf_backward: shapes of y, g, a, b disagree");
+  }
+  auto w = std::make_shared<Work>();
+  w->fn = pick(base, k);
+  if (w->fn == nullptr) {
+    return ffi::Error::InvalidArgument("cpaf_backward: base must be 0..2 and k 1..8");
+  }
+  const int64_t v = (rows * m) ? y.element_count() / (rows * m) : 0;
+  const int64_t km = k * m;
+  w->y = y.typed_data(), w->g = g.typed_data(), w->a = a.typed_data(), w->b = b.typed_data();
+  w->dy = dy->typed_data(), w->sa = sa->typed_data(), w->sd = sd->typed_data();
+  w->v = v, w->rows = rows, w->m = m, w->k = k;
+  std::memset(w->sa, 0, v * km * sizeof(float));
+  std::memset(w->sd, 0, v * km * sizeof(float));
+  // Enough work per chunk that scheduling is noise (about 64k elements at the least).
+  const int64_t threads =
+      std::max<int64_t>(1, std::min<int64_t>(max_threads, pool.num_threads()));
+  const int64_t most = std::max<int64_t>(1, (v * rows * m) >> 16);
+  w->by_rows = m < 2 * kBlock * threads;
+  const int64_t n = w->by_rows ? rows : (m + kBlock - 1) / kBlock;
+  w->chunks = std::max<int64_t>(1, std::min({threads, most, n}));
+  // Column chunks are whole blocks, so blocks stay aligned with the vector loops.
+  w->step = (n + w->chunks - 1) / w->chunks * (w->by_rows ? 1 : kBlock);
+  if (w->by_rows) w->partial.assign(w->chunks * v * 2 * km, 0.0f);
+  for (int64_t t = 1; t < w->chunks; ++t) {
+    pool.Schedule([w] { w->run(); });
+  }
+  w->run();
+  while (w->done.load(std::memory_order_acquire) < w->chunks) {
+    std::this_thread::yield();
+  }
+  if (w->by_rows) {
+    for (int64_t c = 0; c < w->chunks; ++c) {
+      for (int64_t vi = 0; vi < v; ++vi) {
+        const float* p = w->partial.data() + (c * v + vi) * 2 * km;
+        float* oa = w->sa + vi * km;
+        float* od = w->sd + vi * km;
+        for (int64_t j = 0; j < km; ++j) oa[j] += p[j];
+        for (int64_t j = 0; j < km; ++j) od[j] += p[km + j];
+      }
+    }
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(cpaf_backward_f32, CpafBackward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("base")
+                                  .Attr<int64_t>("max_threads")
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
