@@ -61,6 +61,17 @@ def test_version_has_one_source():
 def test_py_typed_is_package_data():
     assert (ROOT / "cpaf_jax" / "py.typed").is_file()
     assert "py.typed" in SETUPTOOLS["package-data"]["cpaf_jax"]
+
+
+def test_the_cpu_kernel_source_is_package_data():
+    """An installed cpaf_jax builds its CPU kernel from the source shipped beside it."""
+    import fnmatch
+
+    from cpaf_jax.ops import cpu_kernel
+
+    rel = cpu_kernel.SOURCE.relative_to(ROOT / "cpaf_jax").as_posix()
+    assert cpu_kernel.SOURCE.is_file()
+    assert any(fnmatch.fnmatch(rel, pat) for pat in SETUPTOOLS["package-data"]["cpaf_jax"])
     assert "Typing :: Typed" in PROJECT["classifiers"]
 
 
