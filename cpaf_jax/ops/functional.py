@@ -229,9 +229,16 @@ def _cpaf_custom_fwd(y, a, b, base):
     # activation-sized tensors. With a transcendental base the output is written once
     # (``materialize``): fused into several consumers (a max-pool and its backward's mask),
     # XLA kept the k terms alive to the backward pass instead of z. A ReLU base is cheap
-    # enough for XLA to recompute z from y where it is needed, which keeps less alive.
+    # enough for XLA to recompute z from y where it is needed, which keeps less alive, except
+    # where the backward is the CPU kernel: that needs the cotangent written out, and a
+    # reshape max-pool's backward (max, tie count, select: three fusions) that recomputed z in
+    # each to write it made the step slower than writing z once (BENCHMARKS.md section 2b).
     z = _forward_unrolled(y, a, b, base)
-    return (z if base is RELU else R.materialize(z)), (y, a, b)
+    if base is not RELU:
+        return R.materialize(z), (y, a, b)
+    if _kernel_applies(base, y, a):
+        z = jax.lax.platform_dependent(z, cpu=R.materialize, default=lambda z: z)
+    return z, (y, a, b)
 
 
 def _input_cotangent(base: Base, y: Array, g: Array, a: Array, b: Array) -> Array:
@@ -261,7 +268,7 @@ def _terms_first(p: Array) -> Array:
     return R.materialize(jnp.moveaxis(p, -1, 0))
 
 
-def _kernel_applies(base: Base, y: Array, g: Array, a: Array) -> bool:
+def _kernel_applies(base: Base, y: Array, a: Array) -> bool:
     """Whether the CPU kernel computes this backward: a built-in base, 1 <= k <= 8, a float32
     computation, parameters shared along leading axes only (``row_plan``), outside
     ``shard_map`` (varying manual axes: the XLA backward there), and the kernel built."""
@@ -293,7 +300,7 @@ def _kernel_bwd(base: Base, y: Array, g: Array, a: Array, b: Array):
 
 def _cpaf_custom_bwd(base, res, g):
     y, a, b = res
-    if _kernel_applies(base, y, g, a):
+    if _kernel_applies(base, y, a):
         return _kernel_bwd_differentiable(base, y, a, b, g)
     return _xla_bwd(base, y, a, b, g)
 
