@@ -229,10 +229,12 @@ def _cpaf_custom_fwd(y, a, b, base):
     # activation-sized tensors. With a transcendental base the output is written once
     # (``materialize``): fused into several consumers (a max-pool and its backward's mask),
     # XLA kept the k terms alive to the backward pass instead of z. A ReLU base is cheap
-    # enough for XLA to recompute z from y where it is needed, which keeps less alive, except
-    # where the backward is the CPU kernel: that needs the cotangent written out, and a
-    # reshape max-pool's backward (max, tie count, select: three fusions) that recomputed z in
-    # each to write it made the step slower than writing z once (BENCHMARKS.md section 2b).
+    # enough for XLA to recompute z from y where it is needed, which keeps less alive; but on
+    # CPU, where the kernel applies, z is written once all the same (both custom VJPs share
+    # this forward): a reshape max-pool's backward (max, tie count, select: three fusions)
+    # recomputed z in each, and the plain-JAX 4.2 step was faster with z written once, with
+    # the kernel's backward and with XLA's, for one more activation-sized array
+    # (BENCHMARKS.md section 2b).
     z = _forward_unrolled(y, a, b, base)
     if base is not RELU:
         return R.materialize(z), (y, a, b)
