@@ -8,10 +8,11 @@ vectorised loop.
 
 It is compiled with the C++ compiler found on ``PATH`` (``$CXX``, else ``c++``, ``g++``,
 ``clang++``) against ``jax.ffi.include_dir()`` into a cache folder (``$CPAF_JAX_CACHE``, else
-``~/.cache/cpaf_jax``) keyed by the source, the compiler, the flags and the jaxlib version, so a
-machine builds it once (a few seconds). Where no compiler is found, the build fails, or
-``CPAF_JAX_CPU_KERNEL=0`` is set, ``available()`` is ``False`` and ``cpaf`` uses its XLA
-backward instead, with one warning naming the reason (none for the environment variable).
+``~/.cache/cpaf_jax``) keyed by the source, the compiler, the flags, the jaxlib version and the
+CPU's features, so a machine builds it once (a few seconds). Where no compiler is found, the
+build fails, or ``CPAF_JAX_CPU_KERNEL=0`` is set, ``available()`` is ``False`` and ``cpaf``
+uses its XLA backward instead, with one warning naming the reason (none for the environment
+variable).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -57,17 +59,25 @@ def _cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
+def _cpu_features() -> str:
+    """The CPU's feature flags (``/proc/cpuinfo``), else what ``platform`` knows: part of the
+    cache key, since ``-march=native`` code can use instructions another CPU lacks (a home
+    folder shared between machines)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()}"
+
+
 def _library_path(cxx: str) -> Path:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256()
-    for part in (
-        SOURCE.read_bytes(),
-        version.encode(),
-        " ".join(FLAGS).encode(),
-        jaxlib.__version__.encode(),
-        os.uname().machine.encode(),
-    ):
-        key.update(part)
+    key = hashlib.sha256(SOURCE.read_bytes())
+    for part in (version, " ".join(FLAGS), jaxlib.__version__, _cpu_features()):
+        key.update(part.encode())
     return _cache_dir() / f"libcpaf_cpu_{key.hexdigest()[:16]}.so"
 
 
