@@ -1,9 +1,10 @@
 """Small datasets in the real file formats (IDX, CIFAR pickles and archives), written by the
-tests independently of the readers under test, and search overrides that isolate a test from
-the machine's datasets."""
+tests independently of the readers under test, search overrides that isolate a test from
+the machine's datasets, and subsets of the real Fashion-MNIST."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import pickle
@@ -12,8 +13,10 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from cpaf_jax.data import CHANNEL_STATS
+from cpaf_jax.data import CHANNEL_STATS, Dataset, load_dataset
+from cpaf_jax.data.datasets import DataError
 
 # IDX dtype codes, written independently of the reader under test.
 _IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int32): 0x0C}
@@ -128,3 +131,28 @@ def isolated(tmp_path: Path) -> dict:
     empty = tmp_path / "empty_tfds"
     empty.mkdir(exist_ok=True)
     return {"system_dirs": [], "tfds_data_dir": empty}
+
+
+# --------------------------------------------------------------------------- real data
+
+
+def subset(data: Dataset, n_train: int, n_test: int) -> Dataset:
+    """``data`` cut to its first ``n_train`` training and ``n_test`` test examples, its
+    normalisation and everything else unchanged."""
+    return dataclasses.replace(
+        data,
+        train_images=data.train_images[:n_train],
+        train_labels=data.train_labels[:n_train],
+        test_images=data.test_images[:n_test],
+        test_labels=data.test_labels[:n_test],
+    )
+
+
+def real_fashion_mnist_subset(n_train: int, n_test: int) -> Dataset:
+    """A ``subset`` of the real Fashion-MNIST (Debian's dataset-fashion-mnist, which CI
+    installs): missing data fails the test, never skips it."""
+    try:
+        ds = load_dataset("fashion_mnist", allow_download=False)
+    except DataError as e:
+        pytest.fail(f"Fashion-MNIST missing (apt-get install dataset-fashion-mnist): {e}")
+    return subset(ds, n_train, n_test)

@@ -6,7 +6,6 @@ images (4 steps of 128 per epoch) and 256 test images.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -19,8 +18,8 @@ import chex
 import jax
 import numpy as np
 import pytest
+from fakes import real_fashion_mnist_subset
 
-from cpaf_jax.data import load_dataset
 from cpaf_jax.experiments.command import main
 from cpaf_jax.training import (
     Member,
@@ -37,14 +36,7 @@ KIND, ACT = "mnist_features", "cpaf_relu"
 
 @pytest.fixture(scope="module")
 def small():
-    ds = load_dataset("fashion_mnist", allow_download=False)
-    return dataclasses.replace(
-        ds,
-        train_images=ds.train_images[:512],
-        train_labels=ds.train_labels[:512],
-        test_images=ds.test_images[:256],
-        test_labels=ds.test_labels[:256],
-    )
+    return real_fashion_mnist_subset(512, 256)
 
 
 def _train(data, members, out=None, **kw):

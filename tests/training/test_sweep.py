@@ -14,7 +14,6 @@ float tolerance; the loop strategy is compared bit for bit (it runs fit's exact 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -24,10 +23,10 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from fakes import real_fashion_mnist_subset
 
 from cpaf_jax import compile_options
-from cpaf_jax.data import Dataset, load_dataset
-from cpaf_jax.data.datasets import DataError
+from cpaf_jax.data import Dataset
 from cpaf_jax.training import (
     FitConfig,
     SweepMember,
@@ -57,17 +56,7 @@ MEMBERS = [GOOD[0], BAD, GOOD[1]]
 
 @pytest.fixture(scope="module")
 def small():
-    try:
-        ds = load_dataset("fashion_mnist", allow_download=False)
-    except DataError as e:  # CI installs it: missing data is a failure, never a skip
-        pytest.fail(f"Fashion-MNIST missing (apt-get install dataset-fashion-mnist): {e}")
-    return dataclasses.replace(
-        ds,
-        train_images=ds.train_images[:512],
-        train_labels=ds.train_labels[:512],
-        test_images=ds.test_images[:256],
-        test_labels=ds.test_labels[:256],
-    )
+    return real_fashion_mnist_subset(512, 256)
 
 
 def _sweep(data, members, strategy, **kw):

@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from fakes import cifar_batches, write_cifar_archive, write_idx_dataset
+from fakes import cifar_batches, subset, write_cifar_archive, write_idx_dataset
 
 from cpaf_jax import compile_options
 from cpaf_jax.data import Dataset, load_dataset
@@ -26,20 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def fashion() -> Dataset:
     """The real Fashion-MNIST, as CI installs it (Debian's dataset-fashion-mnist)."""
     return load_dataset("fashion_mnist")
-
-
-def small(data: Dataset, n_train: int, n_test: int) -> Dataset:
-    return Dataset(
-        name=data.name,
-        train_images=data.train_images[:n_train],
-        train_labels=data.train_labels[:n_train],
-        test_images=data.test_images[:n_test],
-        test_labels=data.test_labels[:n_test],
-        num_classes=data.num_classes,
-        source=data.source,
-        mean=data.mean,
-        std=data.std,
-    )
 
 
 def leaves(state) -> list[np.ndarray]:
@@ -61,7 +47,7 @@ def test_brief_training_on_real_fashion_mnist_reaches_80_percent(fashion, activa
 
 
 def test_training_is_deterministic_for_a_seed(fashion):
-    data = small(fashion, 512, 256)
+    data = subset(fashion, 512, 256)
     cfg = FitConfig(epochs=1, batch_size=64, seed=3, progress=False)
     tx = make_optimizer("adam", 1e-3)
     runs = [fit(build_model("fashion_mnist", "cpaf_sigmoid", seed=3), data, tx, cfg) for _ in "ab"]
@@ -78,7 +64,7 @@ class Killed(Exception):
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(fashion, tmp_path):
-    data = small(fashion, 640, 200)
+    data = subset(fashion, 640, 200)
 
     def run(out, resume=False, kill_after=None):
         def on_epoch_end(epoch, state):
@@ -119,7 +105,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(fashion, tmp_path):
 
 
 def test_nan_loss_stops_the_run_naming_step_and_checkpoint(fashion, tmp_path):
-    data = small(fashion, 256, 64)
+    data = subset(fashion, 256, 64)
     cfg = FitConfig(
         epochs=1, batch_size=64, seed=0, out_dir=str(tmp_path), progress=False, log_every=1
     )
@@ -139,7 +125,7 @@ def test_nan_loss_stops_the_run_naming_step_and_checkpoint(fashion, tmp_path):
 
 
 def test_nan_in_first_epoch_reports_no_checkpoint(fashion):
-    data = small(fashion, 128, 64)
+    data = subset(fashion, 128, 64)
     images = data.train_images.copy()
     images[:] = np.inf
     bad = Dataset(**{**data.__dict__, "train_images": images})
