@@ -39,6 +39,8 @@ SOURCE = Path(__file__).parent / "kernels" / "cpaf_cpu.cc"
 #: Base ids of the kernel (``enum BaseId`` in the source).
 BASE_IDS = {"relu": 0, "sigmoid": 1, "tanh": 2}
 MAX_K = 8
+#: Upper bound on the chunks a call splits into (the pool's size bounds it too).
+_MAX_THREADS = 64
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
 
 _lock = threading.Lock()
@@ -157,7 +159,3 @@ def backward(y: Array, g: Array, a: Array, b: Array, base_name: str) -> tuple[Ar
     )
     call = jax.ffi.ffi_call(TARGET, out, vmap_method="broadcast_all")
     return call(y, g, a, b, base=BASE_IDS[base_name], max_threads=_MAX_THREADS)
-
-
-#: Upper bound on the chunks a call splits into (the pool's size bounds it too).
-_MAX_THREADS = 64
