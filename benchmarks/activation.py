@@ -3,6 +3,10 @@
 Every activation is timed against ReLU on the same input in the same run. Parametric ones are
 differentiated with respect to the input and their parameters (as in training), fixed ones
 with respect to the input only. Inputs: float32 ``[128, *F]`` channels last.
+
+The peers APL, PAU and Swish appear in their default sharing with default initial values, by
+``cpaf_jax``'s function (on CPU its backward is the one-pass kernel) and, as ``(autodiff)``,
+by JAX's autodiff of the same forward, which is what the kernel replaced.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import jax.numpy as jnp
 
 from benchmarks.timing import interleaved
 from cpaf_jax import compile_options
+from cpaf_jax.activations import apl, pau, swish
 from cpaf_jax.activations.initializers import default_terms
 from cpaf_jax.activations.modules import prelu
 from cpaf_jax.ops.functional import cpaf
@@ -21,6 +26,28 @@ from cpaf_jax.ops.sharing import param_shape
 
 # FashionNet's activation inputs (batch 128): conv1, conv2, conv3, dense.
 FASHION_SHAPES = ((128, 26, 26, 16), (128, 11, 11, 32), (128, 3, 3, 4), (128, 30))
+
+#: name -> (function, the same by autodiff, sharing, initial parameters for the sharing's shape).
+PEERS = {
+    "apl S=2 element": (
+        apl.apl,
+        functools.partial(apl.apl, implementation="autodiff"),
+        "element",
+        lambda p: tuple(jnp.broadcast_to(c, (*p, 2)) for c in apl.apl_default_init(2)),
+    ),
+    "pau (5,4) shared": (
+        pau.pau,
+        functools.partial(pau.pau, implementation="autodiff"),
+        "shared",
+        lambda p: tuple(jnp.broadcast_to(c, (*p, len(c))) for c in pau.pau_default_init()),
+    ),
+    "swish channel": (
+        swish.swish,
+        functools.partial(swish.swish, implementation="autodiff"),
+        "channel",
+        lambda p: (jnp.full(p, swish.SWISH_BETA_INIT),),
+    ),
+}
 
 FIXED = {
     "relu": jax.nn.relu,
@@ -38,6 +65,10 @@ def _variants(mode: str) -> list[dict]:
     """
     out = [{"name": n, "kind": "fixed"} for n in FIXED]
     out.append({"name": "prelu", "kind": "prelu", "sharing": "element"})
+    for name in PEERS:
+        out.append({"name": name, "kind": "peer", "autodiff": False})
+        if mode != "smoke":
+            out.append({"name": f"{name} (autodiff)", "kind": "peer", "autodiff": True})
     sharings = ("element",) if mode == "smoke" else ("element", "channel", "shared")
     for base in ("relu", "sigmoid"):
         for sharing in sharings:
@@ -64,6 +95,10 @@ def _build(v: dict, shape: tuple[int, ...]):
             return f(y)
 
         params = ()
+    elif v["kind"] == "peer":
+        fn, forward, sharing, init = PEERS[v["name"].removesuffix(" (autodiff)")]
+        fwd = forward if v["autodiff"] else fn
+        params = tuple(jnp.asarray(c, jnp.float32) for c in init(param_shape(features, sharing)))
     elif v["kind"] == "prelu":
         alpha = jnp.full(param_shape(features, v["sharing"]), 0.25, jnp.float32)
 

@@ -189,7 +189,10 @@ def markdown(results: dict) -> str:
             "## 1. Activation alone (FashionNet shapes, float32)",
             "",
             "Forward, and forward+backward (gradients for the input and any parameters), "
-            "ratio to ReLU at the same shape. CPAF default implementation unless named.",
+            "ratio to ReLU at the same shape. CPAF default implementation unless named. APL, "
+            "PAU and Swish in their default sharing and initial values: on CPU their backward "
+            "is the one-pass kernel (`cpaf_jax.ops.kernel_vjp`); `(autodiff)` rows differentiate "
+            "the same forward with JAX's autodiff.",
             "",
         ]
         rows = [

@@ -9,6 +9,19 @@ from cpaf_jax.ops.functional import check_param_suffix
 
 Array = jax.Array
 
+#: How APL, PAU and Swish are differentiated: ``"custom_vjp"`` (the default: on CPU, for
+#: float32, a backward through the one-pass kernel of ``cpaf_jax.ops.kernel_vjp``, no forward
+#: mode) or ``"autodiff"`` (JAX's autodiff of the forward everywhere; supports ``jax.jvp``).
+PEER_IMPLEMENTATIONS = ("custom_vjp", "autodiff")
+
+
+def check_implementation(fn: str, implementation: str) -> None:
+    """Raises ``ValueError`` unless ``implementation`` is one of ``PEER_IMPLEMENTATIONS``."""
+    if implementation not in PEER_IMPLEMENTATIONS:
+        raise ValueError(
+            f"{fn}: implementation must be one of {PEER_IMPLEMENTATIONS}, got {implementation!r}"
+        )
+
 
 def check_float(fn: str, name: str, x: Array) -> None:
     """Raises ``TypeError`` unless ``x`` has a floating dtype."""

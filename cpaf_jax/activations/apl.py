@@ -2,22 +2,33 @@
 and its NNX module ``APL``.
 
 ``h(x) = relu(x) + sum_s a_s relu(b_s - x)``; ``a``, ``b``: ``[*P, S]`` (``S`` hinges).
-Shapes, dtypes and sharing as CPAF's (see ``cpaf_jax.activations.family``). Gradients come
-from JAX's autodiff; the loop over hinges is unrolled, so no ``[..., S]`` tensor of activation
-size is built in the forward pass.
+Shapes, dtypes and sharing as CPAF's (see ``cpaf_jax.activations.family``). The loop over
+hinges is unrolled, so no ``[..., S]`` tensor of activation size is built in the forward pass.
+Gradients: on CPU, for float32 computations and ``1 <= S <= 8``, a custom VJP whose backward is
+one pass of CPAF's C++ kernel (``cpaf_jax.ops.kernel_vjp``, base ``"apl"``); elsewhere (other
+backends of the same program, ``shard_map``, float64, no compiler) and for second derivatives,
+JAX's autodiff of the forward, which XLA:CPU runs with a scalar loop per parameter sum.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cpaf_jax.activations._checks import check_coeffs, check_float, compute_dtype
+from cpaf_jax.activations._checks import (
+    check_coeffs,
+    check_float,
+    check_implementation,
+    compute_dtype,
+)
 from cpaf_jax.activations.family import Activation, ActivationFamily
 from cpaf_jax.activations.initializers import InitLike
 from cpaf_jax.fitting.curve_fit import located_terms_start
+from cpaf_jax.ops import kernel_vjp
 from cpaf_jax.ops.sharing import Sharing
 
 Array = jax.Array
@@ -69,7 +80,7 @@ def apl_paper_initializers():
     return a_init, b_init
 
 
-def apl(x: Array, a: Array, b: Array) -> Array:
+def apl(x: Array, a: Array, b: Array, *, implementation: str = "custom_vjp") -> Array:
     """Adaptive piecewise linear unit (Agostinelli et al. 2014, Eq. 1)::
 
         h(x) = relu(x) + sum_{s=1..S} a_s * relu(b_s - x)
@@ -82,6 +93,9 @@ def apl(x: Array, a: Array, b: Array) -> Array:
       a: hinge slopes, shape ``[*P, S]``, ``P`` a suffix of ``x``'s shape (or 1s): ``(S,)``
         shared, ``(C, S)`` per channel, ``(*F, S)`` per element.
       b: hinge locations, same shape as ``a``.
+      implementation: ``"custom_vjp"`` (default: on CPU, for float32, the backward is one pass
+        of the kernel of ``cpaf_jax.ops.kernel_vjp``; no ``jax.jvp``) or ``"autodiff"`` (JAX's
+        autodiff of the same forward everywhere; supports ``jax.jvp``).
 
     Returns:
       ``x``'s shape and dtype. The derivative of ``relu`` at its kink is taken as 0 (JAX's
@@ -101,11 +115,47 @@ def apl(x: Array, a: Array, b: Array) -> Array:
     (hinges,) = check_coeffs("apl", x, ("a",), a)
     check_float("apl", "b", b)
     dt = compute_dtype(x, a, b)
+    check_implementation("apl", implementation)
+    if implementation == "custom_vjp" and kernel_vjp.applies("apl", x, a, dt):
+        return _apl_kernel_vjp(x, a, b)
+    return _apl_forward(x, a, b)
+
+
+def _apl_forward(x: Array, a: Array, b: Array) -> Array:
+    """``apl``'s value, unchecked; differentiated by JAX's autodiff."""
+    dt = compute_dtype(x, a, b)
     xc = x.astype(dt)
     z = jax.nn.relu(xc)
-    for s in range(hinges):
+    for s in range(a.shape[-1]):
         z = z + a[..., s].astype(dt) * jax.nn.relu(b[..., s].astype(dt) - xc)
     return z.astype(x.dtype)
+
+
+def _autodiff_bwd(x: Array, a: Array, b: Array, g: Array):
+    """``(dx, da, db)`` by JAX's autodiff of the forward: the kernel's fallback."""
+    return jax.vjp(_apl_forward, x, a, b)[1](g)
+
+
+_KERNEL_BWD = functools.partial(kernel_vjp.terms_backward, "apl")
+
+
+@jax.custom_vjp
+def _apl_kernel_vjp(x: Array, a: Array, b: Array) -> Array:
+    return _apl_forward(x, a, b)
+
+
+def _apl_kernel_fwd(x, a, b):
+    return _apl_forward(x, a, b), (x, a, b)
+
+
+def _apl_kernel_bwd(res, g):
+    x, a, b = res
+    # A NaN cotangent gives NaN input cotangents everywhere (the kernel multiplies by g), where
+    # autodiff's selects would give 0 where the ReLU and every hinge are flat.
+    return kernel_vjp.platform_backward(_KERNEL_BWD, _autodiff_bwd, x, a, b, g)
+
+
+_apl_kernel_vjp.defvjp(_apl_kernel_fwd, _apl_kernel_bwd)
 
 
 def _to_numpy(a: np.ndarray, b: np.ndarray):
@@ -175,6 +225,8 @@ class APL(Activation):
 APL_FAMILY = ActivationFamily(
     name="apl",
     apply=apl,
+    # The curve fitter's Jacobian is forward mode, which the kernel's custom VJP lacks.
+    fit_apply=functools.partial(apl, implementation="autodiff"),
     params=("a", "b"),
     coeff_shapes=_coeff_shapes,
     init=apl_default_init,

@@ -3,8 +3,13 @@ NNX module ``PAU``.
 
 ``F(x) = P(x) / (1 + sum_k |q_k| |x|^k)`` with ``P(x) = sum_j p_j x^j``; ``p``: ``[*P, m+1]``,
 ``q``: ``[*P, n]``. Shapes, dtypes and sharing as CPAF's (see ``cpaf_jax.activations.family``).
-Gradients come from JAX's autodiff; the polynomial loops are unrolled (Horner), so no
-``[..., n]`` tensor of activation size is built in the forward pass. The default initial
+The polynomial loops are unrolled (Horner), so no ``[..., n]`` tensor of activation size is
+built in the forward pass. Gradients: on CPU, for float32 computations and ``max(m + 1, n) <=
+8``, a custom VJP whose backward is one pass of the C++ kernel of ``cpaf_jax.ops.kernel_vjp``
+(base ``"pau"``: every coefficient's sum and the input cotangent together); elsewhere (other
+backends of the same program, ``shard_map``, float64, no compiler) and for second derivatives,
+JAX's autodiff of the forward, which XLA:CPU runs with a scalar loop per coefficient sum. The
+default initial
 values are a leaky-ReLU fit; for degrees other than the published (5, 4) the generic curve
 fitter computes one (``cpaf_jax.fitting``, which imports no family).
 """
@@ -18,10 +23,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cpaf_jax.activations._checks import check_coeffs, check_float, compute_dtype
+from cpaf_jax.activations._checks import (
+    check_coeffs,
+    check_float,
+    check_implementation,
+    compute_dtype,
+)
 from cpaf_jax.activations.family import Activation, ActivationFamily
 from cpaf_jax.activations.initializers import InitLike
 from cpaf_jax.fitting.curve_fit import fit_curve
+from cpaf_jax.ops import kernel_vjp
 from cpaf_jax.ops.sharing import Sharing
 
 Array = jax.Array
@@ -97,7 +108,7 @@ def pau_denominator(x: Array, q: Array) -> Array:
     return 1 + acc * ax
 
 
-def pau(x: Array, p: Array, q: Array) -> Array:
+def pau(x: Array, p: Array, q: Array, *, implementation: str = "custom_vjp") -> Array:
     """Safe Padé activation unit (Molina et al. 2019)::
 
         F(x) = P(x) / Q(x),   P(x) = sum_{j=0..m} p_j x^j,   Q(x) = 1 + sum_{k=1..n} |q_k| |x|^k
@@ -114,6 +125,9 @@ def pau(x: Array, p: Array, q: Array) -> Array:
       q: denominator coefficients ``q_1..q_n``, shape ``[*P, n]`` (same ``P``). ``P`` is a
         suffix of ``x``'s shape or 1s: ``(n,)``-style for one PAU per layer (the paper's
         setting), ``(C, .)`` per channel, ``(*F, .)`` per element.
+      implementation: ``"custom_vjp"`` (default: on CPU, for float32, the backward is one pass
+        of the kernel of ``cpaf_jax.ops.kernel_vjp``; no ``jax.jvp``) or ``"autodiff"`` (JAX's
+        autodiff of the same forward everywhere; supports ``jax.jvp``).
 
     Returns:
       ``x``'s shape and dtype. Finite wherever ``|x|^(max(m, n))`` is finite in the compute
@@ -131,11 +145,60 @@ def pau(x: Array, p: Array, q: Array) -> Array:
     check_float("pau", "x", x)
     check_coeffs("pau", x, ("p", "q"), p, q)
     dt = compute_dtype(x, p, q)
+    check_implementation("pau", implementation)
+    if implementation == "custom_vjp" and kernel_vjp.applies("pau", x, _padded_shape(p, q), dt):
+        return _pau_kernel_vjp(x, p, q)
+    return _pau_forward(x, p, q)
+
+
+def _pau_forward(x: Array, p: Array, q: Array) -> Array:
+    """``pau``'s value, unchecked; differentiated by JAX's autodiff."""
+    dt = compute_dtype(x, p, q)
     xc = x.astype(dt)
     num = p[..., -1].astype(dt)
     for j in range(p.shape[-1] - 2, -1, -1):
         num = num * xc + p[..., j].astype(dt)
     return (num / pau_denominator(xc, q)).astype(x.dtype)
+
+
+def _padded_shape(p: Array, q: Array) -> jax.ShapeDtypeStruct:
+    """``[*P, K]``, ``K = max(m + 1, n)``: the kernel's coefficient layout (both zero-padded)."""
+    return jax.ShapeDtypeStruct(p.shape[:-1] + (max(p.shape[-1], q.shape[-1]),), jnp.float32)
+
+
+def _kernel_bwd(x: Array, p: Array, q: Array, g: Array):
+    """``(dx, dp, dq)`` through the CPU kernel (base ``"pau"``): ``p`` and ``|q|`` zero-padded
+    to ``K`` coefficients (a zero coefficient adds nothing to ``P`` or ``Q``), the sums cut back;
+    ``d|q|/dq`` is ``+1`` at 0, as JAX's."""
+    k = _padded_shape(p, q).shape[-1]
+
+    def pad(c):
+        return jnp.pad(c.astype(jnp.float32), [(0, 0)] * (c.ndim - 1) + [(0, k - c.shape[-1])])
+
+    dx, sp, sq = kernel_vjp.sums("pau", x, g, pad(p), pad(jnp.abs(q)))
+    dq = -jnp.where(q >= 0, 1.0, -1.0) * sq[..., : q.shape[-1]]
+    return dx, sp[..., : p.shape[-1]].astype(p.dtype), dq.astype(q.dtype)
+
+
+def _autodiff_bwd(x: Array, p: Array, q: Array, g: Array):
+    """``(dx, dp, dq)`` by JAX's autodiff of the forward: the kernel's fallback."""
+    return jax.vjp(_pau_forward, x, p, q)[1](g)
+
+
+@jax.custom_vjp
+def _pau_kernel_vjp(x: Array, p: Array, q: Array) -> Array:
+    return _pau_forward(x, p, q)
+
+
+def _pau_kernel_fwd(x, p, q):
+    return _pau_forward(x, p, q), (x, p, q)
+
+
+def _pau_kernel_bwd(res, g):
+    return kernel_vjp.platform_backward(_kernel_bwd, _autodiff_bwd, *res, g)
+
+
+_pau_kernel_vjp.defvjp(_pau_kernel_fwd, _pau_kernel_bwd)
 
 
 def _leaky_relu(x: Array) -> Array:
@@ -230,6 +293,8 @@ class PAU(Activation):
 PAU_FAMILY = ActivationFamily(
     name="pau",
     apply=pau,
+    # The curve fitter's Jacobian is forward mode, which the kernel's custom VJP lacks.
+    fit_apply=functools.partial(pau, implementation="autodiff"),
     params=("p", "q"),
     coeff_shapes=_coeff_shapes,
     init=lambda degrees=PAU_DEFAULT_DEGREES: pau_default_init(check_degrees(degrees)),

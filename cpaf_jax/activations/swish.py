@@ -1,16 +1,30 @@
 """Swish (Ramachandran et al. 2017), ``x * sigmoid(beta x)`` with a learned ``beta``, as an
-activation family, and its NNX module ``Swish``."""
+activation family, and its NNX module ``Swish``.
+
+Gradients: on CPU, for float32 computations, a custom VJP whose backward is one pass of the C++
+kernel of ``cpaf_jax.ops.kernel_vjp`` (base ``"swish"``: the input cotangent and the beta sum
+together); elsewhere (other backends of the same program, ``shard_map``, float64, no compiler)
+and for second derivatives, JAX's autodiff of the forward.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cpaf_jax.activations._checks import check_broadcast, check_float, compute_dtype
+from cpaf_jax.activations._checks import (
+    check_broadcast,
+    check_float,
+    check_implementation,
+    compute_dtype,
+)
 from cpaf_jax.activations.family import Activation, ActivationFamily
 from cpaf_jax.activations.initializers import InitLike
+from cpaf_jax.ops import kernel_vjp
 from cpaf_jax.ops.sharing import Sharing
 
 Array = jax.Array
@@ -19,13 +33,16 @@ Array = jax.Array
 SWISH_BETA_INIT = 1.0
 
 
-def swish(x: Array, beta) -> Array:
+def swish(x: Array, beta, *, implementation: str = "custom_vjp") -> Array:
     """Swish (Ramachandran et al. 2017): ``x * sigmoid(beta * x)``.
 
     Args:
       x: shape ``[..., *F]``, floating dtype.
       beta: shape ``[*P]`` (no coefficient axis), ``P`` a suffix of ``x``'s shape or 1s; a
         scalar shares one beta over everything.
+      implementation: ``"custom_vjp"`` (default: on CPU, for float32, the backward is one pass
+        of the kernel of ``cpaf_jax.ops.kernel_vjp``; no ``jax.jvp``) or ``"autodiff"`` (JAX's
+        autodiff of the same forward everywhere; supports ``jax.jvp``).
 
     Returns:
       ``x``'s shape and dtype. Inputs below 32 bits are computed in float32.
@@ -35,8 +52,45 @@ def swish(x: Array, beta) -> Array:
     check_float("swish", "beta", beta)
     check_broadcast("swish", x.shape, beta.shape, beta.shape, "beta")
     dt = compute_dtype(x, beta)
+    check_implementation("swish", implementation)
+    if implementation == "custom_vjp" and kernel_vjp.applies("swish", x, beta[..., None], dt):
+        return _swish_kernel_vjp(x, beta)
+    return _swish_forward(x, beta)
+
+
+def _swish_forward(x: Array, beta: Array) -> Array:
+    """``swish``'s value, unchecked; differentiated by JAX's autodiff."""
+    dt = compute_dtype(x, beta)
     xc = x.astype(dt)
     return (xc * jax.nn.sigmoid(beta.astype(dt) * xc)).astype(x.dtype)
+
+
+def _kernel_bwd(x: Array, beta: Array, g: Array):
+    """``(dx, dbeta)`` through the CPU kernel (base ``"swish"``, one term: ``a = beta``; the
+    kernel does not read ``b``)."""
+    dx, sb, _ = kernel_vjp.sums("swish", x, g, beta[..., None], beta[..., None])
+    return dx, sb[..., 0].astype(beta.dtype)
+
+
+def _autodiff_bwd(x: Array, beta: Array, g: Array):
+    """``(dx, dbeta)`` by JAX's autodiff of the forward: the kernel's fallback."""
+    return jax.vjp(_swish_forward, x, beta)[1](g)
+
+
+@jax.custom_vjp
+def _swish_kernel_vjp(x: Array, beta: Array) -> Array:
+    return _swish_forward(x, beta)
+
+
+def _swish_kernel_fwd(x, beta):
+    return _swish_forward(x, beta), (x, beta)
+
+
+def _swish_kernel_bwd(res, g):
+    return kernel_vjp.platform_backward(_kernel_bwd, _autodiff_bwd, *res, g)
+
+
+_swish_kernel_vjp.defvjp(_swish_kernel_fwd, _swish_kernel_bwd)
 
 
 def _to_numpy(beta: np.ndarray):
@@ -89,6 +143,8 @@ class Swish(Activation):
 SWISH_FAMILY = ActivationFamily(
     name="swish",
     apply=swish,
+    # The curve fitter's Jacobian is forward mode, which the kernel's custom VJP lacks.
+    fit_apply=functools.partial(swish, implementation="autodiff"),
     params=("beta",),
     coeff_shapes=lambda: ((),),
     init=lambda: (np.asarray(SWISH_BETA_INIT),),

@@ -36,8 +36,10 @@ Array = jax.Array
 
 TARGET = "cpaf_jax_cpaf_backward_f32"
 SOURCE = Path(__file__).parent / "kernels" / "cpaf_cpu.cc"
-#: Base ids of the kernel (``enum BaseId`` in the source).
-BASE_IDS = {"relu": 0, "sigmoid": 1, "tanh": 2}
+#: Base ids of the kernel (``enum BaseId`` in the source): CPAF's built-in bases, APL's hinges
+#: ``relu(b_s - y)`` with its fixed ``relu(y)``, and PAU's rational function (``a``: ``p``,
+#: ``b``: ``|q|``; see ``cpaf_jax.ops.kernel_vjp`` and ``kernels/cpaf_cpu.cc``).
+BASE_IDS = {"relu": 0, "sigmoid": 1, "tanh": 2, "apl": 3, "pau": 4, "swish": 5}
 MAX_K = 8
 #: Upper bound on the chunks a call splits into (the pool's size bounds it too).
 _MAX_THREADS = 64
@@ -134,8 +136,10 @@ def available() -> bool:
 
 
 def supports(base_name: str, k: int, dtype) -> bool:
-    """Whether the kernel computes this case: a built-in base, ``1 <= k <= 8``, float32."""
-    return base_name in BASE_IDS and 1 <= k <= MAX_K and jnp.dtype(dtype) == jnp.float32
+    """Whether the kernel computes this case: a kernel base (``BASE_IDS``), ``1 <= k <= 8``,
+    float32."""
+    most = 1 if base_name == "swish" else MAX_K
+    return base_name in BASE_IDS and 1 <= k <= most and jnp.dtype(dtype) == jnp.float32
 
 
 def backward(y: Array, g: Array, a: Array, b: Array, base_name: str) -> tuple[Array, Array, Array]:
@@ -144,7 +148,9 @@ def backward(y: Array, g: Array, a: Array, b: Array, base_name: str) -> tuple[Ar
     Args:
       y, g: ``[R, M]`` float32, the input and the output cotangent in the row view.
       a, b: ``[k, M]`` float32, the parameters laid out along a row (terms first).
-      base_name: ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
+      base_name: ``"relu"``, ``"sigmoid"``, ``"tanh"``, ``"apl"`` (``f(u) = relu(-u)``,
+        offset 0, and ``[y > 0]`` added inside the sum of ``dy``), ``"pau"`` or ``"swish"``
+        (other sums: see ``kernels/cpaf_cpu.cc``).
 
     Returns:
       ``(dy, sa, sd)``: ``dy = g * sum_i a_i f'(y - b_i)`` of shape ``[R, M]``;

@@ -38,10 +38,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from cpaf_jax.ops import cpu_kernel
+from cpaf_jax.ops import kernel_vjp
 from cpaf_jax.ops import reductions as R
 from cpaf_jax.ops.bases import BASES, RELU, Base, resolve_base
-from cpaf_jax.ops.vma import inside_shard_map, match_vma
+from cpaf_jax.ops.vma import match_vma
 
 Array = jax.Array
 BaseLike = str | Base | Callable[[Array], Array]
@@ -271,60 +271,27 @@ def _terms_first(p: Array) -> Array:
 
 
 def _kernel_applies(base: Base, y: Array, a: Array) -> bool:
-    """Whether the CPU kernel computes this backward: a built-in base, 1 <= k <= 8, a float32
-    computation, parameters shared along leading axes only (``row_plan``), outside
-    ``shard_map`` (varying manual axes: the XLA backward there), and the kernel built."""
-    return (
-        base is BASES.get(base.name)
-        and cpu_kernel.supports(base.name, a.shape[-1], _compute_dtype(y, a))
-        and R.row_plan(tuple(y.shape), a.shape[:-1]) is not None
-        and not inside_shard_map()
-        and cpu_kernel.available()
+    """Whether the CPU kernel computes this backward: a built-in base and the conditions of
+    ``kernel_vjp.applies``."""
+    return base is BASES.get(base.name) and kernel_vjp.applies(
+        base.name, y, a, _compute_dtype(y, a)
     )
-
-
-def _kernel_bwd(base: Base, y: Array, g: Array, a: Array, b: Array):
-    """The backward through ``cpu_kernel``: one pass over ``y`` and ``g`` in ``row_plan``'s
-    view (rows regrouped to at least ``MIN_COLUMNS`` wide), then the regrouped partial sums
-    added."""
-    k, p_shape = a.shape[-1], a.shape[:-1]
-    plan = R.row_plan(tuple(y.shape), p_shape)
-    f32 = jnp.float32
-    yv = plan.view(y.astype(f32)).reshape(plan.rows, -1)
-    gv = plan.view(g.astype(f32)).reshape(plan.rows, -1)
-    at, bt = (plan.tile(p.astype(f32)).reshape(k, -1) for p in (a, b))
-    dy, sa, sd = cpu_kernel.backward(yv, gv, at, bt, base.name)
-    sa, sd = (jnp.sum(s.reshape(k, plan.f, -1), axis=1) for s in (sa, sd))
-    sa, sd = (jnp.moveaxis(s.reshape(k, *plan.kept), 0, -1).reshape(a.shape) for s in (sa, sd))
-    gb = -a.astype(f32) * sd  # a_i is constant along the summed rows (Eq. 11)
-    return dy.reshape(y.shape).astype(y.dtype), sa.astype(a.dtype), gb.astype(b.dtype)
 
 
 def _cpaf_custom_bwd(base, res, g):
     y, a, b = res
     if _kernel_applies(base, y, a):
-        return _kernel_bwd_differentiable(base, y, a, b, g)
+        # The XLA backward on other backends and when differentiated again.
+        return kernel_vjp.platform_backward(*_backwards_of(base), y, a, b, g)
     return _xla_bwd(base, y, a, b, g)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _kernel_bwd_differentiable(base: Base, y: Array, a: Array, b: Array, g: Array):
-    """The kernel's backward on CPU, the XLA backward on any other backend of the same jitted
-    program (``platform_dependent``: the kernel is registered for CPU only). Differentiating
-    it (second derivatives) differentiates the XLA backward, which computes the same values."""
-    return jax.lax.platform_dependent(
-        y,
-        g,
-        a,
-        b,
-        cpu=functools.partial(_kernel_bwd, base),
-        default=lambda y, g, a, b: _xla_bwd(base, y, a, b, g),
-    )
-
-
-@_kernel_bwd_differentiable.defjvp
-def _kernel_bwd_jvp(base, primals, tangents):
-    return jax.jvp(functools.partial(_xla_bwd, base), primals, tangents)
+@functools.cache
+def _backwards_of(base: Base):
+    """``(kernel backward, XLA backward)`` with ``base`` bound, ``(y, a, b, g) -> (dy, da,
+    db)``: one pair of objects per base, so jit's caches see one key."""
+    kernel = functools.partial(kernel_vjp.terms_backward, base.name)
+    return kernel, functools.partial(_xla_bwd, base)
 
 
 def _xla_bwd(base: Base, y: Array, a: Array, b: Array, g: Array):

@@ -7,6 +7,14 @@
 //   sa, sd   : [*V, k, M]  sa_i = sum_r g (f(y - b_i) - offset), sd_i = sum_r g f'(y - b_i)
 // *V are vmap's batch dimensions (every input broadcast to them: vmap_method="broadcast_all").
 //
+// APL (Agostinelli et al. 2014, h(y) = relu(y) + sum_s a_s relu(b_s - y)) is the base kApl:
+// f(u) = relu(-u) per hinge, and the fixed relu(y) adds [y > 0] to the input cotangent's sum.
+// The safe PAU (Molina et al. 2019, F = P(y) / Q(y), P = sum_j p_j y^j, Q = 1 + sum_k |q_k|
+// |y|^k) is kPau, with a = p_0..p_{K-1} and b = |q_1|..|q_K| (both zero-padded to K terms):
+//   sa_j = sum_r g y^j / Q,   sd_k = sum_r g F |y|^(k+1) / Q   (dL/dq = -sign(q) sd).
+// Swish (Ramachandran et al. 2017, y sigmoid(beta y)) is kSwish with K = 1 and a = beta (b is
+// not read): sa = sum_r g y^2 s (1 - s), s = sigmoid(beta y); sd is left 0.
+//
 // Why a kernel: XLA:CPU emits a scalar loop for each [R, M] -> [M] reduction with its
 // elementwise producer fused in (BENCHMARKS.md section 1b); here each row is one vectorised
 // pass over M that updates the k per-term sums in place, and rows are split over the
@@ -25,7 +33,7 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-enum BaseId : int64_t { kRelu = 0, kSigmoid = 1, kTanh = 2 };
+enum BaseId : int64_t { kRelu = 0, kSigmoid = 1, kTanh = 2, kApl = 3, kPau = 4, kSwish = 5 };
 
 // Eigen's (and XLA:CPU's) rational float tanh: branch-free, so the loop vectorises; within a
 // few ulp of tanh. A NaN passes through (the comparisons below keep it).
@@ -58,6 +66,9 @@ inline void centered_and_df(float u, float& c, float& d) {
     float h = 0.5f * fast_tanh(0.5f * u);  // sigmoid(u) - 1/2
     c = h;
     d = 0.25f - h * h;  // sigmoid'(u)
+  } else if constexpr (B == kApl) {
+    c = u > 0.0f ? 0.0f : -u;      // relu(b - y), keeping a NaN
+    d = u < 0.0f ? -1.0f : 0.0f;   // d/du relu(-u); 0 at the hinge, as JAX's relu
   } else {
     float t = fast_tanh(u);
     c = t;
@@ -69,6 +80,64 @@ inline void centered_and_df(float u, float& c, float& d) {
 // every row of the block streams past.
 constexpr int64_t kBlock = 256;
 
+// PAU's rows r.. r+RB-1 of columns [jb, je): P, P', Q, Q' by Horner (no power of |y| is
+// formed before the sums), dy = g (P' - F Q') / Q, and the K + K sums above.
+template <int K, int RB>
+inline void pau_rows_step(const float* __restrict__ y, const float* __restrict__ g,
+                          const float* __restrict__ p, const float* __restrict__ qa,
+                          float* __restrict__ dy, float* __restrict__ sa,
+                          float* __restrict__ sd, int64_t r, int64_t jb, int64_t je,
+                          int64_t m) {
+#pragma GCC ivdep
+  for (int64_t j = jb; j < je; ++j) {
+    float ta[K], td[K], pj[K], qj[K];
+#pragma GCC unroll 8
+    for (int i = 0; i < K; ++i) {
+      ta[i] = 0.0f, td[i] = 0.0f, pj[i] = p[i * m + j], qj[i] = qa[i * m + j];
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < RB; ++q) {
+      const float x = y[(r + q) * m + j], gg = g[(r + q) * m + j];
+      const float ax = x < 0.0f ? -x : x, sx = x >= 0.0f ? 1.0f : -1.0f;  // d|x|/dx = 1 at 0
+      float P = pj[K - 1], dP = 0.0f, A = qj[K - 1], dA = 0.0f;
+#pragma GCC unroll 8
+      for (int i = K - 2; i >= 0; --i) {
+        dP = dP * x + P, P = P * x + pj[i];
+        dA = dA * ax + A, A = A * ax + qj[i];
+      }
+      const float rq = 1.0f / (1.0f + ax * A), f = P * rq;  // Q = 1 + |x| A(|x|)
+      dy[(r + q) * m + j] = gg * (dP - f * sx * (A + ax * dA)) * rq;
+      float t = gg * rq, u = t * f * ax;
+#pragma GCC unroll 8
+      for (int i = 0; i < K; ++i) ta[i] += t, td[i] += u, t *= x, u *= ax;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < K; ++i) sa[i * m + j] += ta[i], sd[i * m + j] += td[i];
+  }
+}
+
+// Swish's rows r.. r+RB-1 of columns [jb, je): dy = g (s + beta y s (1 - s)) and the beta sum.
+template <int RB>
+inline void swish_rows_step(const float* __restrict__ y, const float* __restrict__ g,
+                            const float* __restrict__ beta, float* __restrict__ dy,
+                            float* __restrict__ sa, int64_t r, int64_t jb, int64_t je,
+                            int64_t m) {
+#pragma GCC ivdep
+  for (int64_t j = jb; j < je; ++j) {
+    const float bj = beta[j];
+    float t = 0.0f;
+#pragma GCC unroll 8
+    for (int q = 0; q < RB; ++q) {
+      const float x = y[(r + q) * m + j], gg = g[(r + q) * m + j];
+      const float h = 0.5f * fast_tanh(0.5f * bj * x);  // sigmoid(beta x) - 1/2
+      const float sp = 0.25f - h * h;                     // s (1 - s)
+      dy[(r + q) * m + j] = gg * (0.5f + h + bj * x * sp);
+      t += gg * x * x * sp;
+    }
+    sa[j] += t;
+  }
+}
+
 // RB rows r.. r+RB-1 of columns [jb, je): dy there, and the rows' sums added into sa, sd.
 // Summing RB rows in registers before touching sa and sd divides the traffic to the running
 // sums (2k loads and stores per element, the bottleneck at large k) by RB.
@@ -77,6 +146,13 @@ inline void rows_step(const float* __restrict__ y, const float* __restrict__ g,
                       const float* __restrict__ a, const float* __restrict__ b,
                       float* __restrict__ dy, float* __restrict__ sa, float* __restrict__ sd,
                       int64_t r, int64_t jb, int64_t je, int64_t m) {
+  if constexpr (B == kPau) {
+    pau_rows_step<K, RB>(y, g, a, b, dy, sa, sd, r, jb, je, m);
+    return;
+  } else if constexpr (B == kSwish) {
+    swish_rows_step<RB>(y, g, a, dy, sa, r, jb, je, m);
+    return;
+  }
 #pragma GCC ivdep
   for (int64_t j = jb; j < je; ++j) {
     float yy[RB], gg[RB], acc[RB];
@@ -84,7 +160,8 @@ inline void rows_step(const float* __restrict__ y, const float* __restrict__ g,
     for (int q = 0; q < RB; ++q) {
       yy[q] = y[(r + q) * m + j];
       gg[q] = g[(r + q) * m + j];
-      acc[q] = 0.0f;
+      // APL's fixed relu(y): its derivative [y > 0] (0 at 0 and for a NaN, as JAX's relu).
+      acc[q] = (B == kApl && yy[q] > 0.0f) ? 1.0f : 0.0f;
     }
 #pragma GCC unroll 8
     for (int i = 0; i < K; ++i) {
@@ -145,6 +222,9 @@ RowsFn pick(int64_t base, int64_t k) {
     case kRelu: return pick_k<kRelu>(k);
     case kSigmoid: return pick_k<kSigmoid>(k);
     case kTanh: return pick_k<kTanh>(k);
+    case kApl: return pick_k<kApl>(k);
+    case kPau: return pick_k<kPau>(k);
+    case kSwish: return k == 1 ? block_pass<kSwish, 1> : nullptr;
     default: return nullptr;
   }
 }
@@ -199,7 +279,7 @@ ffi::Error CpafBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> y, ffi::Buff
   auto w = std::make_shared<Work>();
   w->fn = pick(base, k);
   if (w->fn == nullptr) {
-    return ffi::Error::InvalidArgument("cpaf_backward: base must be 0..2 and k 1..8");
+    return ffi::Error::InvalidArgument("cpaf_backward: base must be 0..5 and k 1..8 (1 for 5)");
   }
   const int64_t v = (rows * m) ? y.element_count() / (rows * m) : 0;
   const int64_t km = k * m;
