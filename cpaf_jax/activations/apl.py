@@ -4,7 +4,8 @@ and its NNX module ``APL``.
 ``h(x) = relu(x) + sum_s a_s relu(b_s - x)``; ``a``, ``b``: ``[*P, S]`` (``S`` hinges).
 Shapes, dtypes and sharing as CPAF's (see ``cpaf_jax.activations.family``). The loop over
 hinges is unrolled, so no ``[..., S]`` tensor of activation size is built in the forward pass.
-Gradients: on CPU, for float32 computations and ``1 <= S <= 8``, a custom VJP whose backward is
+Gradients: on CPU, for float32 computations with per-element, per-channel or shared parameters
+(not shared along an inner axis alone) and ``1 <= S <= 8``, a custom VJP whose backward is
 one pass of CPAF's C++ kernel (``cpaf_jax.ops.kernel_vjp``, base ``"apl"``); elsewhere (other
 backends of the same program, ``shard_map``, float64, no compiler) and for second derivatives,
 JAX's autodiff of the forward, which XLA:CPU runs with a scalar loop per parameter sum.

@@ -4,14 +4,17 @@ NNX module ``PAU``.
 ``F(x) = P(x) / (1 + sum_k |q_k| |x|^k)`` with ``P(x) = sum_j p_j x^j``; ``p``: ``[*P, m+1]``,
 ``q``: ``[*P, n]``. Shapes, dtypes and sharing as CPAF's (see ``cpaf_jax.activations.family``).
 The polynomial loops are unrolled (Horner), so no ``[..., n]`` tensor of activation size is
-built in the forward pass. Gradients: on CPU, for float32 computations and ``max(m + 1, n) <=
-8``, a custom VJP whose backward is one pass of the C++ kernel of ``cpaf_jax.ops.kernel_vjp``
-(base ``"pau"``: every coefficient's sum and the input cotangent together); elsewhere (other
-backends of the same program, ``shard_map``, float64, no compiler) and for second derivatives,
-JAX's autodiff of the forward, which XLA:CPU runs with a scalar loop per coefficient sum. The
-default initial
-values are a leaky-ReLU fit; for degrees other than the published (5, 4) the generic curve
-fitter computes one (``cpaf_jax.fitting``, which imports no family).
+built in the forward pass.
+
+Gradients: on CPU, for float32 computations with per-element, per-channel or shared
+parameters (not shared along an inner axis alone) and ``max(m + 1, n) <= 8``, a custom VJP
+whose backward is one pass of the C++ kernel of ``cpaf_jax.ops.kernel_vjp`` (base ``"pau"``:
+every coefficient's sum and the input cotangent together); elsewhere (other backends of the
+same program, ``shard_map``, float64, no compiler) and for second derivatives, JAX's autodiff
+of the forward, which XLA:CPU runs with a scalar loop per coefficient sum.
+
+The default initial values are a leaky-ReLU fit; for degrees other than the published (5, 4)
+the generic curve fitter computes one (``cpaf_jax.fitting``, which imports no family).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Swish (Ramachandran et al. 2017), ``x * sigmoid(beta x)`` with a learned ``beta``, as an
 activation family, and its NNX module ``Swish``.
 
-Gradients: on CPU, for float32 computations, a custom VJP whose backward is one pass of the C++
+Gradients: on CPU, for float32 computations with per-element, per-channel or shared parameters
+(not shared along an inner axis alone), a custom VJP whose backward is one pass of the C++
 kernel of ``cpaf_jax.ops.kernel_vjp`` (base ``"swish"``: the input cotangent and the beta sum
 together); elsewhere (other backends of the same program, ``shard_map``, float64, no compiler)
 and for second derivatives, JAX's autodiff of the forward.

@@ -1,8 +1,8 @@
-"""CPAF's one-pass CPU backward (``kernels/cpaf_cpu.cc``): built on first use, called through
-``jax.ffi``.
+"""The one-pass CPU backward of CPAF, APL, PAU and Swish (``kernels/cpaf_cpu.cc``): built on
+first use, called through ``jax.ffi`` (by ``cpaf_jax.ops.kernel_vjp``).
 
 The kernel reads ``y`` and the cotangent once, writes the input cotangent and accumulates the
-2k parameter sums in the same pass, with rows split over XLA's intra-op thread pool: the
+parameter sums (2k for CPAF) in the same pass, with rows split over XLA's intra-op thread pool: the
 reductions XLA:CPU emits as scalar loops (see ``cpaf_jax.ops.reductions``) become part of one
 vectorised loop.
 

@@ -17,8 +17,9 @@ XLA:CPU how that sum is written decides what it costs:
 Every function here is exact (sums in another order: float rounding only) and differentiable.
 ``python -m benchmarks --only activation`` measures the layer built on them (section 1).
 
-Other parametric activations (APL, PAU, Swish) call ``unbroadcast_many`` with their list of
-per-element products and the parameter's shape, as CPAF's custom VJP does.
+``unbroadcast_many`` serves any parametric activation's parameter gradients from its list of
+per-element products and the parameter's shape. On CPU, CPAF, APL, PAU and Swish compute theirs
+in the one-pass kernel instead (``cpaf_jax.ops.kernel_vjp``), which uses ``row_plan``'s view.
 """
 
 from __future__ import annotations

@@ -112,6 +112,7 @@ def test_kernel_under_vmap_equals_each_member(rng, peer):
     members = [make(rng, (5, 5, 3), counts_list[0]) for _ in range(3)]
     params = [np.stack(ps).astype(np.float32) for ps in zip(*members, strict=True)]
     grads = _grads(fn)
+    assert _uses_kernel(jax.jit(jax.vmap(grads)), x, g, *params)
     batched = jax.vmap(grads)(x, g, *params)
     for m in range(3):
         one = grads(x[m], g[m], *(p[m] for p in params))
@@ -154,8 +155,9 @@ def test_bfloat16_and_float64_inputs(rng, x64):
     assert _uses_kernel(grads, x16, g16, beta)
     got = grads(x16, g16, beta)
     want = _grads(_autodiff(swish_mod.swish))(x16, g16, beta)
-    assert got[0].dtype == jnp.bfloat16
+    assert got[0].dtype == jnp.bfloat16 and got[1].dtype == jnp.float32
     np.testing.assert_allclose(np.float32(got[0]), np.float32(want[0]), rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(got[1], want[1], rtol=2e-2, atol=2e-2 * np.sqrt(16))
     x64_, g64 = x.astype(np.float64), g.astype(np.float64)
     assert not _uses_kernel(grads, x64_, g64, beta.astype(np.float64))
 
@@ -191,3 +193,36 @@ def test_an_unknown_implementation_is_one_clear_error(rng, peer):
     params = make(rng, (3,), counts_list[0])
     with pytest.raises(ValueError, match=f"{peer}: implementation must be one of"):
         fn(jnp.ones((2, 3)), *params, implementation="xla_vjp")
+
+
+@pytest.mark.parametrize("peer", tuple(PEERS))
+@pytest.mark.parametrize("shape,p_shape", [((128, 1024), (1024,)), ((2048, 64), ())], ids=str)
+def test_work_split_over_threads_keeps_the_sums(rng, peer, shape, p_shape):
+    """Over 65,536 elements the kernel splits the work into chunks: by column blocks for wide
+    rows, by rows (each chunk with its own partial sums, added at the end) for narrow ones."""
+    fn, auto, make, counts_list = PEERS[peer]
+    x, g = _inputs(rng, shape)
+    params = [p.astype(np.float32) for p in make(rng, p_shape, counts_list[0])]
+    got, want = _grads(fn)(x, g, *params), _grads(auto)(x, g, *params)
+    np.testing.assert_allclose(got[0], want[0], rtol=2e-5, atol=2e-5)
+    for gp, wp in zip(got[1:], want[1:], strict=True):
+        _assert_sums_close(gp, wp, x.size // max(1, int(np.prod(p_shape))))
+
+
+def test_kinks_take_jax_conventions():
+    """At ``x = b_s`` and ``x = 0`` APL's ReLUs have derivative 0; PAU's ``d|x|/dx`` and
+    ``d|q|/dq`` are +1 at 0 and at -0.0, as JAX's."""
+    x = np.array([[-1.0, -0.0, 0.0, 0.5, 1.0, 2.0]], np.float32)
+    g = np.ones_like(x)
+    a = np.array([[0.7, -0.3]] * 6, np.float32)
+    b = np.array([[0.5, 0.0]] * 6, np.float32)  # hinges at x = 0.5 and x = 0
+    for got, want in zip(
+        _grads(apl_mod.apl)(x, g, a, b), _grads(_autodiff(apl_mod.apl))(x, g, a, b), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+    p = np.array([0.1, 1.0, 0.5], np.float32)
+    q = np.array([-0.0, 0.0, 0.3], np.float32)
+    for got, want in zip(
+        _grads(pau_mod.pau)(x, g, p, q), _grads(_autodiff(pau_mod.pau))(x, g, p, q), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

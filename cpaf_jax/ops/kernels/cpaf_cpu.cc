@@ -1,5 +1,6 @@
-// One-pass CPU backward of CPAF (Eq. 7-12): reads y and the cotangent g once, writes the input
-// cotangent dy and accumulates the 2k parameter sums, for float32 on XLA:CPU through the XLA FFI.
+// One-pass CPU backward of CPAF (Eq. 7-12), and of APL, PAU and Swish: reads y and the cotangent
+// g once, writes the input cotangent dy and accumulates the parameter sums, for float32 on
+// XLA:CPU through the XLA FFI.
 //
 // Layout (the Python side, cpaf_jax/ops/cpu_kernel.py, views every sharing this way):
 //   y, g, dy : [*V, R, M]  R rows summed over (batch; batch and space when shared), M kept
@@ -138,21 +139,16 @@ inline void swish_rows_step(const float* __restrict__ y, const float* __restrict
   }
 }
 
-// RB rows r.. r+RB-1 of columns [jb, je): dy there, and the rows' sums added into sa, sd.
-// Summing RB rows in registers before touching sa and sd divides the traffic to the running
-// sums (2k loads and stores per element, the bottleneck at large k) by RB.
+// A sum of terms (CPAF's bases, APL): RB rows r.. r+RB-1 of columns [jb, je), dy there, and
+// the rows' sums added into sa, sd. Summing RB rows in registers before touching sa and sd
+// divides the traffic to the running sums (2k loads and stores per element, the bottleneck at
+// large k) by RB.
 template <int B, int K, int RB>
-inline void rows_step(const float* __restrict__ y, const float* __restrict__ g,
-                      const float* __restrict__ a, const float* __restrict__ b,
-                      float* __restrict__ dy, float* __restrict__ sa, float* __restrict__ sd,
-                      int64_t r, int64_t jb, int64_t je, int64_t m) {
-  if constexpr (B == kPau) {
-    pau_rows_step<K, RB>(y, g, a, b, dy, sa, sd, r, jb, je, m);
-    return;
-  } else if constexpr (B == kSwish) {
-    swish_rows_step<RB>(y, g, a, dy, sa, r, jb, je, m);
-    return;
-  }
+inline void terms_rows_step(const float* __restrict__ y, const float* __restrict__ g,
+                            const float* __restrict__ a, const float* __restrict__ b,
+                            float* __restrict__ dy, float* __restrict__ sa,
+                            float* __restrict__ sd, int64_t r, int64_t jb, int64_t je,
+                            int64_t m) {
 #pragma GCC ivdep
   for (int64_t j = jb; j < je; ++j) {
     float yy[RB], gg[RB], acc[RB];
@@ -180,6 +176,21 @@ inline void rows_step(const float* __restrict__ y, const float* __restrict__ g,
     }
 #pragma GCC unroll 8
     for (int q = 0; q < RB; ++q) dy[(r + q) * m + j] = gg[q] * acc[q];
+  }
+}
+
+// RB rows r.. r+RB-1 of columns [jb, je) for base B.
+template <int B, int K, int RB>
+inline void rows_step(const float* __restrict__ y, const float* __restrict__ g,
+                      const float* __restrict__ a, const float* __restrict__ b,
+                      float* __restrict__ dy, float* __restrict__ sa, float* __restrict__ sd,
+                      int64_t r, int64_t jb, int64_t je, int64_t m) {
+  if constexpr (B == kPau) {
+    pau_rows_step<K, RB>(y, g, a, b, dy, sa, sd, r, jb, je, m);
+  } else if constexpr (B == kSwish) {
+    swish_rows_step<RB>(y, g, a, dy, sa, r, jb, je, m);
+  } else {
+    terms_rows_step<B, K, RB>(y, g, a, b, dy, sa, sd, r, jb, je, m);
   }
 }
 
