@@ -132,31 +132,11 @@ def _apl_forward(x: Array, a: Array, b: Array) -> Array:
     return z.astype(x.dtype)
 
 
-def _autodiff_bwd(x: Array, a: Array, b: Array, g: Array):
-    """``(dx, da, db)`` by JAX's autodiff of the forward: the kernel's fallback."""
-    return jax.vjp(_apl_forward, x, a, b)[1](g)
-
-
-_KERNEL_BWD = functools.partial(kernel_vjp.terms_backward, "apl")
-
-
-@jax.custom_vjp
-def _apl_kernel_vjp(x: Array, a: Array, b: Array) -> Array:
-    return _apl_forward(x, a, b)
-
-
-def _apl_kernel_fwd(x, a, b):
-    return _apl_forward(x, a, b), (x, a, b)
-
-
-def _apl_kernel_bwd(res, g):
-    x, a, b = res
-    # A NaN cotangent gives NaN input cotangents everywhere (the kernel multiplies by g), where
-    # autodiff's selects would give 0 where the ReLU and every hinge are flat.
-    return kernel_vjp.platform_backward(_KERNEL_BWD, _autodiff_bwd, x, a, b, g)
-
-
-_apl_kernel_vjp.defvjp(_apl_kernel_fwd, _apl_kernel_bwd)
+# A NaN cotangent gives NaN input cotangents everywhere (the kernel multiplies by g), where
+# autodiff's selects would give 0 where the ReLU and every hinge are flat.
+_apl_kernel_vjp = kernel_vjp.with_kernel_vjp(
+    _apl_forward, functools.partial(kernel_vjp.terms_backward, "apl")
+)
 
 
 def _to_numpy(a: np.ndarray, b: np.ndarray):

@@ -183,25 +183,7 @@ def _kernel_bwd(x: Array, p: Array, q: Array, g: Array):
     return dx, sp[..., : p.shape[-1]].astype(p.dtype), dq.astype(q.dtype)
 
 
-def _autodiff_bwd(x: Array, p: Array, q: Array, g: Array):
-    """``(dx, dp, dq)`` by JAX's autodiff of the forward: the kernel's fallback."""
-    return jax.vjp(_pau_forward, x, p, q)[1](g)
-
-
-@jax.custom_vjp
-def _pau_kernel_vjp(x: Array, p: Array, q: Array) -> Array:
-    return _pau_forward(x, p, q)
-
-
-def _pau_kernel_fwd(x, p, q):
-    return _pau_forward(x, p, q), (x, p, q)
-
-
-def _pau_kernel_bwd(res, g):
-    return kernel_vjp.platform_backward(_kernel_bwd, _autodiff_bwd, *res, g)
-
-
-_pau_kernel_vjp.defvjp(_pau_kernel_fwd, _pau_kernel_bwd)
+_pau_kernel_vjp = kernel_vjp.with_kernel_vjp(_pau_forward, _kernel_bwd)
 
 
 def _leaky_relu(x: Array) -> Array:

@@ -73,25 +73,7 @@ def _kernel_bwd(x: Array, beta: Array, g: Array):
     return dx, sb[..., 0].astype(beta.dtype)
 
 
-def _autodiff_bwd(x: Array, beta: Array, g: Array):
-    """``(dx, dbeta)`` by JAX's autodiff of the forward: the kernel's fallback."""
-    return jax.vjp(_swish_forward, x, beta)[1](g)
-
-
-@jax.custom_vjp
-def _swish_kernel_vjp(x: Array, beta: Array) -> Array:
-    return _swish_forward(x, beta)
-
-
-def _swish_kernel_fwd(x, beta):
-    return _swish_forward(x, beta), (x, beta)
-
-
-def _swish_kernel_bwd(res, g):
-    return kernel_vjp.platform_backward(_kernel_bwd, _autodiff_bwd, *res, g)
-
-
-_swish_kernel_vjp.defvjp(_swish_kernel_fwd, _swish_kernel_bwd)
+_swish_kernel_vjp = kernel_vjp.with_kernel_vjp(_swish_forward, _kernel_bwd)
 
 
 def _to_numpy(beta: np.ndarray):

@@ -13,7 +13,8 @@ summed over the axes the parameters are shared along (Eq. 10-12): ``terms_backwa
 call ``sums`` and finish the gradients themselves. This module decides whether the kernel
 computes a backward (``applies``), calls it in ``reductions.row_plan``'s ``[R, M]`` view
 (``sums``), and wraps the call so that one jitted program still runs on every backend and can
-be differentiated again (``platform_backward``).
+be differentiated again (``platform_backward``); ``with_kernel_vjp`` makes a family's forward a
+custom VJP around it.
 """
 
 from __future__ import annotations
@@ -82,3 +83,32 @@ def platform_backward(cpu: Callable, fallback: Callable, *operands: Array):
 @platform_backward.defjvp
 def _platform_backward_jvp(cpu, fallback, primals, tangents):
     return jax.jvp(fallback, primals, tangents)
+
+
+def with_kernel_vjp(forward: Callable, kernel_bwd: Callable) -> Callable:
+    """``forward`` with a custom VJP whose backward is a kernel's on CPU.
+
+    Args:
+      forward: ``(x, *params) -> z``, a pure function of arrays (APL's, PAU's, Swish's value).
+      kernel_bwd: ``(x, *params, g) -> (dx, *dparams)`` through the kernel, in the shapes and
+        dtypes of ``x`` and ``params``; call the result only where ``applies`` holds.
+
+    Returns:
+      ``forward`` with a custom VJP: the residuals are its inputs; the backward is
+      ``kernel_bwd`` on CPU and JAX's autodiff of ``forward`` on other backends of the same
+      program and when differentiated again (``platform_backward``). No forward mode.
+    """
+
+    def autodiff_bwd(*operands):
+        *inputs, g = operands
+        return jax.vjp(forward, *inputs)[1](g)
+
+    def fwd(*inputs):
+        return forward(*inputs), inputs
+
+    def bwd(inputs, g):
+        return platform_backward(kernel_bwd, autodiff_bwd, *inputs, g)
+
+    fn = jax.custom_vjp(forward)
+    fn.defvjp(fwd, bwd)
+    return fn
