@@ -12,7 +12,8 @@ every case is differentiated three ways:
 * ``inside_psum``: the same with ``check_vma=False`` and an explicit ``lax.psum``, the older
   idiom.
 
-Per-element CPAF runs in every implementation (the two custom VJPs in every base); the fused
+Per-element CPAF runs in every implementation (the two custom VJPs in every base); APL, PAU
+and Swish, whose custom VJP calls the CPU kernel outside ``shard_map``; the fused
 conv-bias + CPAF + 2x2 pool (``cpaf_max_pool_2x2``) with per-element and per-channel
 parameters, with and without a bias.
 Each result is compared with the same function, unsharded, in the same process.
@@ -39,6 +40,9 @@ _SCRIPT = textwrap.dedent(
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     from cpaf_jax import cpaf, cpaf_max_pool_2x2
     from cpaf_jax.ops.functional import IMPLEMENTATIONS
+    from cpaf_jax.activations.apl import apl
+    from cpaf_jax.activations.pau import pau
+    from cpaf_jax.activations.swish import swish
 
     CUSTOM = ("custom_vjp",)
     assert jax.device_count() == 8, jax.devices()
@@ -53,6 +57,10 @@ _SCRIPT = textwrap.dedent(
         for impl in IMPLEMENTATIONS if base == "sigmoid" else CUSTOM:
             fn = lambda y, a, b, base=base, impl=impl: cpaf(y, a, b, base, implementation=impl)
             cases[f"cpaf-{base}-{impl}"] = (fn, [(H, W, C, K)] * 2, (N, H, W, C))
+    # The peers whose custom VJP calls the CPU kernel outside shard_map.
+    cases["peer-apl"] = (apl, [(H, W, C, K)] * 2, (N, H, W, C))
+    cases["peer-pau"] = (pau, [(6,), (4,)], (N, H, W, C))
+    cases["peer-swish"] = (swish, [(C,)], (N, H, W, C))
     for base in ("sigmoid", "relu"):
         for sharing, p in (("element", (H, W, C, K)), ("channel", (C, K))):
             pooled = (N, H // 2, W // 2, C)
@@ -111,6 +119,7 @@ _IMPLS = ("custom_vjp", "xla_vjp", "unrolled", "naive")
 CASES = (
     [f"cpaf-sigmoid-{i}" for i in _IMPLS]
     + [f"cpaf-{b}-custom_vjp" for b in ("relu", "tanh")]
+    + [f"peer-{p}" for p in ("apl", "pau", "swish")]
     + [
         f"pool-{b}-{s}-{c}"
         for b in ("sigmoid", "relu")
