@@ -34,9 +34,9 @@ Array = jax.Array
 
 def applies(kernel_base: str, y: Array, a, dtype) -> bool:
     """Whether the CPU kernel computes this backward: a kernel base, ``1 <= k <= 8`` (``k =
-    a.shape[-1]``; ``a`` needs only a shape), a float32
-    computation (``dtype``), parameters shared along leading axes only (``row_plan``), outside
-    ``shard_map`` (varying manual axes: the fallback there), and the kernel built."""
+    a.shape[-1]``; ``a`` needs only a shape), a float32 computation (``dtype``), parameters
+    shared along leading axes only (``row_plan``), outside ``shard_map`` (varying manual axes:
+    the fallback there), and the kernel built."""
     return (
         cpu_kernel.supports(kernel_base, a.shape[-1], dtype)
         and R.row_plan(tuple(y.shape), a.shape[:-1]) is not None
