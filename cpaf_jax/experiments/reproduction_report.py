@@ -371,7 +371,10 @@ def cifar_section(bench_json: str | None = None) -> list[str]:
 _NAMES = {"cpaf_sigmoid": "CPAF-sigmoid", "cpaf_relu": "CPAF-ReLU", "prelu": "PReLU",
           "elu_learned": "learned-alpha ELU", "elu": "ELU (alpha = 1)", "relu": "ReLU",
           "tanh": "tanh", "cpaf_sigmoid_frozen": "frozen CPAF-sigmoid",
-          "cpaf_relu_frozen": "frozen CPAF-ReLU"}  # fmt: skip
+          "cpaf_relu_frozen": "frozen CPAF-ReLU", "relu_bias": "learned-bias ReLU",
+          "relu_wide": "parameter-matched wide ReLU",
+          "prelu_channel": "channel-wise PReLU"}  # fmt: skip
+MATCHED = ("relu_bias", "relu_wide", "prelu_channel")
 
 
 def sentence(t: dict) -> str:
@@ -409,6 +412,23 @@ def claim_verdict(tests: list[dict]) -> str:
             "correction, so the paper's gaps are not reproduced at this sample size.")  # fmt: skip
 
 
+def matched_verdict(tests: list[dict]) -> str:
+    """What the matched baselines (``MATCHED``) say, by rule: learned CPAF significantly ahead
+    of all of them, of some, or of none (then its gain over ReLU cannot be credited to its
+    trained shape rather than to what the baselines also add: a per-element bias, a learned
+    slope, or the same number of weights)."""
+    ahead = sorted({_NAMES[t["y"]] for t in tests if t["holm"] < ALPHA and t["mean"] > 0})
+    if not ahead:
+        return ("No matched baseline is significantly less accurate than learned CPAF, so these "
+                "data cannot credit CPAF's trained shape, rather than the bias, slope or weights "
+                "the baselines also add, for its gain over ReLU.")  # fmt: skip
+    if all(t["holm"] < ALPHA and t["mean"] > 0 for t in tests):
+        return ("Learned CPAF is significantly more accurate than every matched baseline, so its "
+                "gain is more than the bias, slope or weights they add.")  # fmt: skip
+    return (f"Learned CPAF is significantly more accurate than {', '.join(ahead)} only, not "
+            "than every matched baseline.")  # fmt: skip
+
+
 def _paper_gap(t: dict) -> str:
     paper = get_config("fashion_mnist").paper
     px = paper.get(t["x"], {}).get("test_accuracy")
@@ -419,6 +439,18 @@ def _paper_gap(t: dict) -> str:
     inside = t["low"] * 100 <= gap <= t["high"] * 100
     return (f" The paper's gap for this pair, {gap:+.2f} pp, is "
             f"{'inside' if inside else 'outside'} our interval.")  # fmt: skip
+
+
+def _control_sentences(tests: list[dict]) -> list[str]:
+    """The verdict's clauses on frozen (a, b) and on the matched baselines."""
+    text = []
+    for t in tests:
+        if t["y"].endswith("_frozen") and t["n"] >= 2:
+            learned = "matters" if t["holm"] < ALPHA else "makes no significant difference"
+            text.append(f"{sentence(t)} Learning (a, b) {learned} here.")
+    matched = [t for t in tests if t["y"] in MATCHED and t["n"] >= 2]
+    text += [f"{sentence(t)[:-1]} ({t['n']} paired seeds)." for t in matched]
+    return text + [matched_verdict(matched)] if matched else text
 
 
 def verdict_section(rows: list[dict]) -> list[str]:
@@ -433,14 +465,11 @@ def verdict_section(rows: list[dict]) -> list[str]:
     for x in ("cpaf_sigmoid", "cpaf_relu"):
         if (x, "tanh") in tests:
             text.append(sentence(tests[(x, "tanh")]))
-    for t in control_tests(rows):
-        if t["y"].endswith("_frozen") and t["n"] >= 2:
-            learned = "matters" if t["holm"] < ALPHA else "makes no significant difference"
-            text.append(f"{sentence(t)} Learning (a, b) {learned} here.")
+    text += _control_sentences(control_tests(rows))
     n = min(t["n"] for t in claim)
     text.append(
-        f"(At least {n} paired seeds per comparison, each activation at its learning rate "
-        "chosen on the validation split.)"
+        f"(At least {n} paired seeds per comparison with PReLU and ELU, each activation at its "
+        "learning rate chosen on the validation split.)"
     )
     return ["## Verdict", "", " ".join(text), ""]
 

@@ -134,6 +134,32 @@ def test_the_verdict_follows_its_rules(tests, phrase):
     assert phrase in rr.claim_verdict(tests)
 
 
+def _m(y, mean, holm):
+    return {**_t(mean, holm), "y": y, "n": 10}
+
+
+@pytest.mark.parametrize(
+    ("tests", "phrase"),
+    [
+        ([_m("relu_bias", 0.01, 0.01), _m("relu_wide", 0.01, 0.02)], "than every matched"),
+        ([_m("relu_bias", 0.01, 0.01), _m("relu_wide", -0.01, 0.01)],
+         "than learned-bias ReLU only"),
+        ([_m("relu_bias", 0.01, 0.2), _m("relu_wide", -0.01, 0.01)], "cannot credit"),
+    ],
+)  # fmt: skip
+def test_the_matched_baseline_verdict_follows_its_rules(tests, phrase):
+    assert phrase in rr.matched_verdict(tests)
+
+
+def test_the_verdict_reports_every_matched_baseline_with_its_seed_count():
+    rows = _rows()
+    verdict = rr.verdict_section(rows)[2]
+    wide = [t for t in rr.control_tests(rows) if t["y"] == "relu_wide"]
+    assert wide and all(rr.sentence(t)[:-1] + f" ({t['n']} paired seeds)." in verdict
+                        for t in wide)  # fmt: skip
+    assert rr.matched_verdict(wide) in verdict
+
+
 def test_sentence_reads_the_numbers():
     s = rr.sentence(_t(-0.0123, 0.2))
     assert s.startswith("CPAF-sigmoid's accuracy is lower than PReLU's by 1.23 pp [-2.23, -0.23]")
