@@ -374,7 +374,6 @@ _NAMES = {"cpaf_sigmoid": "CPAF-sigmoid", "cpaf_relu": "CPAF-ReLU", "prelu": "PR
           "cpaf_relu_frozen": "frozen CPAF-ReLU", "relu_bias": "learned-bias ReLU",
           "relu_wide": "parameter-matched wide ReLU",
           "prelu_channel": "channel-wise PReLU"}  # fmt: skip
-MATCHED = ("relu_bias", "relu_wide", "prelu_channel")
 
 
 def sentence(t: dict) -> str:
@@ -413,18 +412,19 @@ def claim_verdict(tests: list[dict]) -> str:
 
 
 def matched_verdict(tests: list[dict]) -> str:
-    """What the matched baselines (``MATCHED``) say, by rule: learned CPAF significantly ahead
-    of all of them, of some, or of none (then its gain over ReLU cannot be credited to its
-    trained shape rather than to what the baselines also add: a per-element bias, a learned
-    slope, or the same number of weights)."""
-    ahead = sorted({_NAMES[t["y"]] for t in tests if t["holm"] < ALPHA and t["mean"] > 0})
-    if not ahead:
+    """What the matched baselines (the controls of ``CONTROL_PAIRS`` that are not frozen CPAF)
+    say, by rule: learned CPAF significantly ahead of all of them, of some, or of none (then its
+    gain over ReLU cannot be credited to its trained shape rather than to what the baselines
+    also add: a per-element bias, a learned slope, or the same number of weights)."""
+    up = [t for t in tests if t["holm"] < ALPHA and t["mean"] > 0]
+    if not up:
         return ("No matched baseline is significantly less accurate than learned CPAF, so these "
                 "data cannot credit CPAF's trained shape, rather than the bias, slope or weights "
                 "the baselines also add, for its gain over ReLU.")  # fmt: skip
-    if all(t["holm"] < ALPHA and t["mean"] > 0 for t in tests):
+    if len(up) == len(tests):
         return ("Learned CPAF is significantly more accurate than every matched baseline, so its "
                 "gain is more than the bias, slope or weights they add.")  # fmt: skip
+    ahead = sorted({_NAMES.get(t["y"], t["y"]) for t in up})
     return (f"Learned CPAF is significantly more accurate than {', '.join(ahead)} only, not "
             "than every matched baseline.")  # fmt: skip
 
@@ -443,12 +443,12 @@ def _paper_gap(t: dict) -> str:
 
 def _control_sentences(tests: list[dict]) -> list[str]:
     """The verdict's clauses on frozen (a, b) and on the matched baselines."""
+    shown = [t for t in tests if t["n"] >= 2]
+    matched = [t for t in shown if not t["y"].endswith("_frozen")]
     text = []
-    for t in tests:
-        if t["y"].endswith("_frozen") and t["n"] >= 2:
-            learned = "matters" if t["holm"] < ALPHA else "makes no significant difference"
-            text.append(f"{sentence(t)} Learning (a, b) {learned} here.")
-    matched = [t for t in tests if t["y"] in MATCHED and t["n"] >= 2]
+    for t in (t for t in shown if t not in matched):
+        learned = "matters" if t["holm"] < ALPHA else "makes no significant difference"
+        text.append(f"{sentence(t)} Learning (a, b) {learned} here.")
     text += [f"{sentence(t)[:-1]} ({t['n']} paired seeds)." for t in matched]
     return text + [matched_verdict(matched)] if matched else text
 
