@@ -150,11 +150,17 @@ def main_section(rows: list[dict]) -> list[str]:
 
 
 def pair_tests(rows: list[dict], pairs, which: str) -> list[dict]:
-    """Paired tests ``first - second`` by seed for each pair, Holm-adjusted over the list."""
+    """Paired tests ``first - second`` by seed for each pair of final rows, Holm-adjusted over
+    the list."""
+    return holm_tests(pairs, lambda label: final_at(rows, label, which))
+
+
+def holm_tests(pairs, rows_of) -> list[dict]:
+    """Paired tests ``first - second`` by seed over ``rows_of(label)``, Holm-adjusted over the
+    list of pairs."""
     tests = []
     for x, y in pairs:
-        t = rs.paired(by_seed(final_at(rows, x, which)), by_seed(final_at(rows, y, which)))
-        tests.append({"x": x, "y": y, **t})
+        tests.append({"x": x, "y": y, **rs.paired(by_seed(rows_of(x)), by_seed(rows_of(y)))})
     for t, adj in zip(tests, rs.holm([t["p"] for t in tests]), strict=True):
         t["holm"] = adj
     return tests
@@ -226,8 +232,45 @@ def controls_section(rows: list[dict]) -> list[str]:
     ]
 
 
+def ablation_pairs(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """``(first, second, kind)`` per CPAF base: per-element (a, b) against each other sharing
+    at the same k (kind "sharing"), then each per-element k against k = 2, Table 1's count
+    (kind "terms"); only pairs whose rows both ran."""
+    cell = {(r["activation"], int(r["k"]), r["sharing"]): r["label"]
+            for r in rows if r["stage"] == "ablation"}  # fmt: skip
+    pairs = []
+    for base in sorted({a for a, _, _ in cell}):
+        ks = sorted({k for a, k, _ in cell if a == base})
+        others = sorted({s for a, _, s in cell if a == base} - {"element"})
+        pairs += [((base, k, "element"), (base, k, s), "sharing") for k in ks for s in others]
+        pairs += [((base, k, "element"), (base, 2, "element"), "terms") for k in ks if k != 2]
+    return [(cell[x], cell[y], kind) for x, y, kind in pairs if x in cell and y in cell]
+
+
+def ablation_tests(rows: list[dict]) -> list[dict]:
+    """``ablation_pairs`` as paired tests by seed (each with its ``"kind"``), Holm-adjusted
+    over all of them."""
+    pairs = ablation_pairs(rows)
+    tests = holm_tests([(x, y) for x, y, _ in pairs], lambda lab: select(rows, "ablation", lab))
+    return [{**t, "kind": kind} for t, (_, _, kind) in zip(tests, pairs, strict=True)]
+
+
+def ablation_reading(tests: list[dict]) -> str:
+    """How many sharing and k comparisons are significant, and which way, in one sentence."""
+
+    def count(kind: str) -> str:
+        group = [t for t in tests if t["kind"] == kind]
+        up = sum(t["holm"] < ALPHA and t["mean"] > 0 for t in group)
+        down = sum(t["holm"] < ALPHA and t["mean"] < 0 for t in group)
+        return f"{up} of {len(group)} significantly higher and {down} significantly lower"
+
+    return (f"Per-element (a, b) against channel-wise or shared at the same k: "
+            f"{count('sharing')}. Per-element k terms against k = 2: {count('terms')} (Holm "
+            f"over the {len(tests)} comparisons, 5%).")  # fmt: skip
+
+
 def ablation_section(rows: list[dict]) -> list[str]:
-    """k = 1..4 terms x sharing, per CPAF base."""
+    """k = 1..4 terms x sharing, per CPAF base, then its paired tests."""
     labels = _labels(rows, "ablation", ())
     if not labels:
         return []
@@ -250,7 +293,16 @@ def ablation_section(rows: list[dict]) -> list[str]:
             f"| {r0['activation']} | {r0['k']} | {r0['sharing']} | {int(r0['activation_params']):,}"
             f" | {_pct(s['mean'])} | {_ci(s)} | {loss['mean']:.4f} | {s['n']} | {r0['epochs']} |"
         )
-    return lines + [""]
+    tests = ablation_tests(rows)
+    if not tests:
+        return lines + [""]
+    return lines + [
+        "",
+        "Paired t-tests over the seeds both rows have (same seeds, so the same network weights "
+        "and data order), Holm's adjustment over this table. " + ablation_reading(tests),
+        "",
+        *_pair_table(tests),
+    ]
 
 
 def features_section(rows: list[dict]) -> list[str]:

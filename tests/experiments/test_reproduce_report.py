@@ -160,6 +160,45 @@ def test_the_verdict_reports_every_matched_baseline_with_its_seed_count():
     assert rr.matched_verdict(wide) in verdict
 
 
+def test_ablation_pairs_compare_sharing_at_each_k_and_each_k_with_two():
+    pairs = rr.ablation_pairs(_rows())
+    assert pairs == [
+        ("cpaf_relu_k1_element", "cpaf_relu_k1_channel", "sharing"),
+        ("cpaf_relu_k3_element", "cpaf_relu_k3_channel", "sharing"),
+        ("cpaf_relu_k1_element", "cpaf_relu_k2_element", "terms"),
+        ("cpaf_relu_k3_element", "cpaf_relu_k2_element", "terms"),
+    ]
+
+
+def test_ablation_tests_match_scipy_and_holm():
+    rows = _rows()
+    section = "\n".join(rr.ablation_section(rows))
+    pairs = rr.ablation_pairs(rows)
+    diffs, pvals = [], []
+    for x, y, _ in pairs:
+        a, b = _acc(rows, "ablation", x, "0.001"), _acc(rows, "ablation", y, "0.001")
+        diffs.append(np.mean([a[s] - b[s] for s in sorted(a)]))
+        pvals.append(stats.ttest_rel([a[s] for s in sorted(a)], [b[s] for s in sorted(a)]).pvalue)
+    holm = _holm_reference(np.array(pvals))
+    for (x, y, _), d, p, h in zip(pairs, diffs, pvals, holm, strict=True):
+        line = next(ln for ln in section.splitlines() if ln.startswith(f"| {x} - {y} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[1] == f"{d * 100:+.2f}" and cells[4] == rr._p(p) and cells[5] == rr._p(h)
+    assert "Holm over the 4 comparisons" in section
+
+
+def _a(kind, mean, holm):
+    return {**_t(mean, holm), "kind": kind}
+
+
+def test_the_ablation_reading_counts_significant_comparisons_by_kind_and_sign():
+    tests = [_a("sharing", 0.01, 0.01), _a("sharing", -0.01, 0.01), _a("sharing", 0.01, 0.2),
+             _a("terms", 0.01, 0.04), _a("terms", -0.01, 0.06)]  # fmt: skip
+    reading = rr.ablation_reading(tests)
+    assert "same k: 1 of 3 significantly higher and 1 significantly lower." in reading
+    assert "against k = 2: 1 of 2 significantly higher and 0 significantly lower" in reading
+
+
 def test_sentence_reads_the_numbers():
     s = rr.sentence(_t(-0.0123, 0.2))
     assert s.startswith("CPAF-sigmoid's accuracy is lower than PReLU's by 1.23 pp [-2.23, -0.23]")
