@@ -212,6 +212,21 @@ def test_features_table_says_which_dataset_each_loss_is_on():
     assert re.search(r"\| relu \| 0\.627 \| 0\.\d{4} \|", text)
 
 
+def test_features_loss_tests_match_scipy():
+    rows = _rows()
+    section = "\n".join(rr.features_section(rows))
+    loss = {lab: {int(r["seed"]): float(r["test_loss"]) for r in rows
+                  if r["stage"] == "features" and r["label"] == lab}
+            for lab in ("cpaf_relu", "relu")}  # fmt: skip
+    seeds = sorted(loss["relu"])
+    d = np.mean([loss["cpaf_relu"][s] - loss["relu"][s] for s in seeds])
+    p = stats.ttest_rel([loss["cpaf_relu"][s] for s in seeds], [loss["relu"][s] for s in seeds])
+    line = next(ln for ln in section.splitlines() if ln.startswith("| cpaf_relu - relu |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1] == f"{d:+.4f}" and cells[4] == rr._p(p.pvalue) and cells[5] == cells[4]
+    assert [(t["x"], t["y"]) for t in rr.features_tests(rows)] == [("cpaf_relu", "relu")]
+
+
 def test_committed_reproduction_is_regenerated_from_the_committed_runs_csv(tmp_path, monkeypatch):
     """REPRODUCTION.md is exactly what ``--report-only`` writes from docs/reproduction/runs.csv
     (every number in it comes from that file or BENCHMARKS.json)."""
