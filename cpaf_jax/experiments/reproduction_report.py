@@ -15,7 +15,7 @@ import os
 
 from cpaf_jax.experiments import repro_stats as rs
 from cpaf_jax.experiments.configs import get_config
-from cpaf_jax.experiments.reproduction_plan import EXTRA, MAIN, PAPER_LR
+from cpaf_jax.experiments.reproduction_plan import EXTRA, FEATURES_ACTIVATIONS, MAIN, PAPER_LR
 
 # The checkout this package runs from; benchmarks/ sits next to cpaf_jax/ there.
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -171,6 +171,12 @@ def _loss_diff(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:+.4f}"
 
 
+def significant(tests: list[dict], sign: int) -> list[dict]:
+    """The tests whose difference is significant after Holm's correction and has ``sign``
+    (+1: first row higher, -1: lower)."""
+    return [t for t in tests if t["holm"] < ALPHA and sign * t["mean"] > 0]
+
+
 def _pair_table(tests: list[dict], fmt=_pp, unit: str = " (pp)") -> list[str]:
     lines = [
         f"| comparison | mean diff.{unit} | 95% CI{unit} | seeds | p | Holm p "
@@ -266,8 +272,7 @@ def ablation_reading(tests: list[dict]) -> str:
 
     def count(kind: str) -> str:
         group = [t for t in tests if t["kind"] == kind]
-        up = sum(t["holm"] < ALPHA and t["mean"] > 0 for t in group)
-        down = sum(t["holm"] < ALPHA and t["mean"] < 0 for t in group)
+        up, down = len(significant(group, +1)), len(significant(group, -1))
         return f"{up} of {len(group)} significantly higher and {down} significantly lower"
 
     return (f"Per-element (a, b) against channel-wise or shared at the same k: "
@@ -313,7 +318,7 @@ def ablation_section(rows: list[dict]) -> list[str]:
 
 def features_section(rows: list[dict]) -> list[str]:
     """4.1's losses on the dataset we ran, beside the paper's MNIST losses, labelled as such."""
-    labels = _labels(rows, "features", ("sigmoid", "relu", "prelu", "cpaf_sigmoid", "cpaf_relu"))
+    labels = _labels(rows, "features", FEATURES_ACTIVATIONS)
     if not labels:
         return []
     paper = get_config("mnist_features").paper
@@ -351,10 +356,9 @@ def features_section(rows: list[dict]) -> list[str]:
 
 def features_tests(rows: list[dict]) -> list[dict]:
     """4.1's test loss, each CPAF minus each other activation that ran, Holm-adjusted."""
-    present = {r["label"] for r in rows if r["stage"] == "features"}
-    cpafs = [a for a in ("cpaf_sigmoid", "cpaf_relu") if a in present]
-    others = [a for a in ("sigmoid", "relu", "prelu") if a in present]
-    pairs = [(x, y) for x in cpafs for y in others]
+    labels = _labels(rows, "features", FEATURES_ACTIVATIONS)
+    cpafs = [a for a in labels if a.startswith("cpaf")]
+    pairs = [(x, y) for x in cpafs for y in labels if y not in cpafs]
     return holm_tests(pairs, lambda lab: select(rows, "features", lab), "test_loss")
 
 
@@ -469,8 +473,7 @@ def claim_verdict(tests: list[dict]) -> str:
     if every CPAF-vs-PReLU/ELU difference is significantly positive, contradicted if any is
     significantly negative, partly supported if some are significantly positive, otherwise not
     supported."""
-    up = [t for t in tests if t["holm"] < ALPHA and t["mean"] > 0]
-    down = [t for t in tests if t["holm"] < ALPHA and t["mean"] < 0]
+    up, down = significant(tests, +1), significant(tests, -1)
     if down:
         return ("The data contradict the paper's claim that CPAF is more accurate than PReLU "
                 "and ELU on Fashion-MNIST: at least one of those differences is significantly "
@@ -493,7 +496,7 @@ def matched_verdict(tests: list[dict]) -> str:
     say, by rule: learned CPAF significantly ahead of all of them, of some, or of none (then its
     gain over ReLU cannot be credited to its trained shape rather than to what the baselines
     also add: a per-element bias, a learned slope, or the same number of weights)."""
-    up = [t for t in tests if t["holm"] < ALPHA and t["mean"] > 0]
+    up = significant(tests, +1)
     if not up:
         return ("No matched baseline is significantly less accurate than learned CPAF, so these "
                 "data cannot credit CPAF's trained shape, rather than the bias, slope or weights "
