@@ -16,7 +16,11 @@ from flax import nnx
 
 from cpaf_jax.activations.apl import APL_FAMILY
 from cpaf_jax.activations.controls import (
+    CPAF_RELU_A_ONLY_FAMILY,
+    CPAF_RELU_B_ONLY_FAMILY,
     CPAF_RELU_FROZEN_FAMILY,
+    CPAF_SIGMOID_A_ONLY_FAMILY,
+    CPAF_SIGMOID_B_ONLY_FAMILY,
     CPAF_SIGMOID_FROZEN_FAMILY,
     RELU_BIAS_FAMILY,
 )
@@ -49,10 +53,15 @@ _REGISTRY: dict[str, ActivationFamily] = {
         APL_FAMILY,
         PAU_FAMILY,
         SWISH_FAMILY,
-        # Controls of the reproduction (issue 17): shape without learning, an untied bias.
+        # Controls of the reproduction (issue 17): shape without learning, an untied bias,
+        # only the scales or only the locations learned.
         CPAF_SIGMOID_FROZEN_FAMILY,
         CPAF_RELU_FROZEN_FAMILY,
         RELU_BIAS_FAMILY,
+        CPAF_SIGMOID_A_ONLY_FAMILY,
+        CPAF_SIGMOID_B_ONLY_FAMILY,
+        CPAF_RELU_A_ONLY_FAMILY,
+        CPAF_RELU_B_ONLY_FAMILY,
     )
 }
 
@@ -111,7 +120,8 @@ def activation(
       name: one of ``known_activations()``: ``sigmoid``, ``tanh``, ``relu``, ``elu``,
         ``elu_learned``, ``prelu``, ``cpaf_sigmoid``, ``cpaf_relu``, ``cpaf_tanh``, ``apl``,
         ``pau``, ``swish``, the controls ``cpaf_sigmoid_frozen``, ``cpaf_relu_frozen``,
-        ``relu_bias`` (and any registered later).
+        ``relu_bias``, ``cpaf_sigmoid_a_only``, ``cpaf_sigmoid_b_only``, ``cpaf_relu_a_only``,
+        ``cpaf_relu_b_only`` (and any registered later).
       features_shape: per-example feature shape, channels last (parametric ones need it
         unless ``sharing="shared"``).
       sharing: ``"element"``, ``"channel"``, ``"shared"`` or feature axes; ignored by
