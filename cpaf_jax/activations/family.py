@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 
 from cpaf_jax.activations.initializers import make_param
+from cpaf_jax.ops.kernel_vjp import KernelSpec
 from cpaf_jax.ops.max_pool import max_pool_2x2
 from cpaf_jax.ops.sharing import Sharing, normalize_features_shape, param_shape, sharing_name
 
@@ -71,6 +72,10 @@ class ActivationFamily:
         ``init`` (PAU sets it because its own ``init`` for unpublished degrees is a fit).
       fit_starts: ``fit_starts(rng, interval, r, **shape_options) -> tuple of arrays``, the
         fitter's ``r``-th (``r >= 1``) starting point; ``None`` perturbs the first start.
+      kernel: the form of the one-pass CPU kernel that computes ``apply``'s backward (a
+        ``cpaf_jax.ops.kernel_vjp.KernelSpec``: the kernel's base id, the most coefficients it
+        takes, its dtype); ``None`` when no form of the kernel serves the family. ``apply``
+        reads it from here (the kernel's Python side names no family).
     """
 
     name: str
@@ -89,6 +94,7 @@ class ActivationFamily:
     fit_apply: Callable[..., Array] | None = None
     fit_init: Callable[..., tuple[np.ndarray, ...]] | None = None
     fit_starts: Callable[..., tuple[np.ndarray, ...]] | None = None
+    kernel: KernelSpec | None = None
 
     @property
     def parametric(self) -> bool:
