@@ -132,18 +132,20 @@ class ActivationFamily:
         return {k: v for k, v in kwargs.items() if k in names}
 
     def param_shapes(self, features_shape, sharing: Sharing, **shape_options) -> dict:
-        """Full parameter shapes ``{name: (*P, *coeffs)}`` for a feature shape and sharing."""
+        """Full parameter shapes ``{name: (*P, *coeffs)}`` for a feature shape and sharing
+        (shape options not given take the record's defaults)."""
         if not self.params:
             return {}
         p = param_shape(normalize_features_shape(features_shape), sharing)
-        coeffs = self.coeff_shapes(**shape_options)
+        coeffs = self.coeff_shapes(**{**dict(self.shape_options), **shape_options})
         return {n: p + tuple(c) for n, c in zip(self.params, coeffs, strict=True)}
 
     def initial_values(self, **shape_options) -> dict[str, np.ndarray]:
-        """Default initial values ``{name: coefficient-shaped float64 array}``."""
+        """Default initial values ``{name: coefficient-shaped float64 array}`` (shape options
+        not given take the record's defaults)."""
         if not self.params:
             return {}
-        values = self.init(**shape_options)
+        values = self.init(**{**dict(self.shape_options), **shape_options})
         return {n: np.asarray(v, np.float64) for n, v in zip(self.params, values, strict=True)}
 
     def build(self, features_shape=None, *, sharing: Sharing | None = None, rngs=None, **kwargs):
