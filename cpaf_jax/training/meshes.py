@@ -87,9 +87,9 @@ def split_cpu(n: int | None = None) -> int:
 
 
 def sweep_mesh() -> Mesh | None:
-    """The member mesh a sweep should use by default: every device of the default backend when
-    there are several (one process), else ``None`` (a single device)."""
-    devices = jax.local_devices()
+    """The member mesh a sweep should use by default: every device of the default backend, of
+    every process (``jax.devices()``), when there are several, else ``None`` (one device)."""
+    devices = jax.devices()
     return member_mesh(devices) if len(devices) > 1 else None
 
 
