@@ -134,12 +134,14 @@ def mesh_paths(smoke: bool) -> dict:
     from cpaf_jax.training.meshes import data_mesh, member_mesh
 
     d = jax.device_count()
-    batch, steps = 16 * d, 2 if smoke else 8
-    ds = _random_data(batch * steps, 64 if smoke else 512)
-    members = [Member(seed=s, lr=1e-3) for s in range(2 * d)]
+    batch, steps, n_test = 16 * d, 2 if smoke else 8, 64 if smoke else 512
+    ds = _random_data(batch * steps, n_test)
+    members = [Member(seed=s, lr=1e-3) for s in range(d if smoke else 2 * d)]
 
     def run(members, strategy, mesh):
-        cfg = TrainConfig(epochs=1, batch_size=batch, progress=False, strategy=strategy)
+        cfg = TrainConfig(
+            epochs=1, batch_size=batch, eval_batch_size=n_test, progress=False, strategy=strategy
+        )
         t0 = time.perf_counter()
         res = train(
             members,

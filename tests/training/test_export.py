@@ -55,19 +55,20 @@ def test_train_step_exports_for_gpu_and_tpu_without_the_cpu_kernel(activation):
 
 
 def test_a_cpu_export_needs_the_kernel_off_and_then_runs(monkeypatch):
-    step, args, state = _step_and_args("cpaf_relu")
+    step, args, _ = _step_and_args("cpaf_relu")
     with pytest.raises(ValueError, match="custom call"):  # the kernel cannot be serialised
         jax.export.export(step, platforms=("cpu",))(*args)
-    # What CPAF_JAX_CPU_KERNEL=0 does before the first use: the XLA backward everywhere.
+    # What CPAF_JAX_CPU_KERNEL=0 does before the first use: the XLA backward everywhere (a
+    # fresh step: the kernel is chosen when a step is traced).
     monkeypatch.setitem(cpu_kernel._state, "error", "disabled by CPAF_JAX_CPU_KERNEL=0")
+    step, args, state = _step_and_args("cpaf_relu")
     exported = jax.export.export(step, platforms=("cpu",))(*args)
     assert cpu_kernel.TARGET not in exported.mlir_module()
-    restored = jax.export.deserialize(exported.serialize())
     rng = np.random.default_rng(0)
     images = rng.standard_normal((N, 28, 28, 1)).astype(np.float32)
     labels = rng.integers(0, 10, N).astype(np.int32)
     idx = np.arange(B, dtype=np.int32)
-    new = restored.call(state, images, labels, idx)
+    new = exported.call(state, images, labels, idx)  # the exported program, run here
     ref = step(state, images, labels, idx)
     assert int(new.count) == B and np.isfinite(float(new.loss_sum))
     np.testing.assert_allclose(float(new.loss_sum), float(ref.loss_sum), rtol=1e-5)
