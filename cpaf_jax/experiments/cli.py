@@ -472,6 +472,10 @@ def _run_processes(args: argparse.Namespace, cfg, argv: list[str]) -> int:
 
     try:
         distributed.start(args)
+    except ProcessGroupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
         distributed.check_same_settings(args)
         return _run(cfg, _options(args, cfg, argv), overwrite=args.overwrite)
     except distributed.SettingsMismatch as e:

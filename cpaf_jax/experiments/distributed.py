@@ -107,6 +107,9 @@ def start(args: argparse.Namespace) -> None:
 
     Stops this process with a message and exit status ``EXIT_LOST`` when they do not all
     arrive within ``args.process_timeout`` seconds (the runtime itself would abort it).
+
+    Raises:
+      ProcessGroupError: nothing to join (``--distributed`` outside a job) or a bad address.
     """
     import jax
 
@@ -133,7 +136,13 @@ def start(args: argparse.Namespace) -> None:
         jax.distributed.initialize(**kwargs)
     except (ValueError, RuntimeError) as e:  # nothing detected, or a bad address
         watchdog.cancel()
-        raise hosts.ProcessGroupError(f"{who} could not join the others: {e}") from None
+        hint = (
+            "; --distributed found no SLURM, Open MPI or TPU-pod job here: pass --coordinator, "
+            "--num-processes and --process-id instead"
+            if args.distributed
+            else ""
+        )
+        raise hosts.ProcessGroupError(f"{who} could not join the others ({e}){hint}") from None
     watchdog.cancel()
 
 

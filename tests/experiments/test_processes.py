@@ -117,7 +117,7 @@ def test_two_processes_write_one_result_equal_to_one_process(
     assert not list(tmp_path.glob(".*lock")), "the lock was released"
 
 
-def test_both_killed_at_an_epoch_boundary_resume_to_the_uninterrupted_run(
+def test_killed_at_an_epoch_boundary_the_other_stops_and_both_resume_to_the_uninterrupted_run(
     one_process, tmp_path, jax_subprocess_env
 ):
     out = tmp_path / "run"
@@ -127,10 +127,12 @@ def test_both_killed_at_an_epoch_boundary_resume_to_the_uninterrupted_run(
     while not first.is_dir() and time.monotonic() < deadline:
         assert all(p.poll() is None for p in procs), [p.communicate()[1][-2000:] for p in procs]
         time.sleep(0.05)
-    for p in procs:
-        p.send_signal(signal.SIGKILL)
-        p.communicate(timeout=60)
-    assert first.is_dir() and not (out / "results.json").exists(), "killed before the end"
+    procs[1].send_signal(signal.SIGKILL)
+    procs[1].communicate(timeout=60)
+    # Process 0 notices at its next exchange with process 1 and stops by itself, saying so.
+    ((rc, err),) = _finish(procs[:1], timeout=120)
+    assert rc == 4 and "lost the others" in err and "--resume" in err, err[-2000:]
+    assert first.is_dir() and not (out / "results.json").exists(), "stopped before the end"
     # Resumed to the uninterrupted run's 2 epochs: both processes continue from epoch 1.
     _ok(_finish(_start(jax_subprocess_env, out, [["--resume"], ["--resume"]])))
     _same_runs(out, one_process)
