@@ -9,11 +9,14 @@ Run once on a machine with a GPU (or TPU); in under 8 minutes it
    compiled memory, each as a ratio to ReLU's (goal there: CPAF step <= 1.10x ReLU);
 3. measures sweep throughput for M = 1, 2, 4, ..., 64 FashionNet members, ``vmap`` against
    ``loop`` (goal: 64 members under ``vmap`` >= 10x the loop's member-steps per second);
+4. trains through the multi-device paths on every device of the backend, members split over a
+   mesh (``vmap`` inside ``shard_map``) and one member's batch split (``data_parallel``), and
+   compares each with the same members one after another on one device;
 
 and writes ``DEVICE.md`` and ``DEVICE.json`` into ``--out`` (default ``benchmarks/``). Each
 part gets a share of the time budget and the run records what it skipped. ``--smoke`` runs
 every part at toy size on any backend (the test suite runs it on CPU) and writes nothing
-outside ``--out``.
+outside ``--out``; on CPU it splits the host into 2 devices so the mesh paths have two.
 """
 
 from __future__ import annotations
@@ -113,6 +116,70 @@ def sweep_rows(members: list[int], steps: int, repeats: int, deadline: float) ->
     return {"activation": "cpaf_relu", "rows": rows, "skipped_members": skipped}
 
 
+def _random_data(n: int, n_test: int) -> types.SimpleNamespace:
+    rng = np.random.default_rng(0)
+    return types.SimpleNamespace(
+        train_images=rng.normal(size=(n, 28, 28, 1)).astype(np.float32),
+        train_labels=rng.integers(0, 10, n).astype(np.int32),
+        test_images=rng.normal(size=(n_test, 28, 28, 1)).astype(np.float32),
+        test_labels=rng.integers(0, 10, n_test).astype(np.int32),
+    )
+
+
+def mesh_paths(smoke: bool) -> dict:
+    """The engine over every device (``member_mesh``, ``data_mesh``) against ``loop`` on one
+    device: strategy, devices, seconds and the largest test-loss difference per path."""
+    from cpaf_jax.training import Member, TrainConfig, train
+    from cpaf_jax.training.members import build_member_model
+    from cpaf_jax.training.meshes import data_mesh, member_mesh
+
+    d = jax.device_count()
+    batch, steps, n_test = 16 * d, 2 if smoke else 8, 64 if smoke else 512
+    ds = _random_data(batch * steps, n_test)
+    members = [Member(seed=s, lr=1e-3) for s in range(d if smoke else 2 * d)]
+
+    def run(members, strategy, mesh):
+        cfg = TrainConfig(
+            epochs=1, batch_size=batch, eval_batch_size=n_test, progress=False, strategy=strategy
+        )
+        t0 = time.perf_counter()
+        res = train(
+            members,
+            lambda m: build_member_model("fashion_mnist", "cpaf_relu", m),
+            ds,
+            cfg,
+            mesh=mesh,
+        )
+        return res, time.perf_counter() - t0
+
+    ref, ref_s = run(members, "loop", None)
+    rows = [
+        {
+            "path": "loop, one device",
+            "strategy": ref.strategy,
+            "devices": 1,
+            "seconds": ref_s,
+            "max_loss_diff": 0.0,
+        }
+    ]
+    for path, subset, strategy, mesh in (
+        ("members split over a mesh", members, "vmap", member_mesh()),
+        ("batch split over a mesh", members[:1], "data_parallel", data_mesh()),
+    ):
+        res, secs = run(subset, strategy, mesh)
+        diff = np.max(np.abs(res.test_loss - ref.test_loss[: len(subset)]))
+        rows.append(
+            {
+                "path": path,
+                "strategy": res.strategy,
+                "devices": d,
+                "seconds": secs,
+                "max_loss_diff": float(diff),
+            }
+        )
+    return {"activation": "cpaf_relu", "members": len(members), "rows": rows}
+
+
 def markdown(res: dict) -> str:
     out = [
         "# Accelerator check",
@@ -153,6 +220,20 @@ def markdown(res: dict) -> str:
         )
     if sw["skipped_members"]:
         out += ["", f"Skipped for time: M = {sw['skipped_members']}."]
+    mp = res["mesh"]
+    out += [
+        "",
+        f"## Multi-device paths, {mp['members']} {mp['activation']} FashionNet members "
+        "(goal: test loss as on one device, to float rounding)",
+        "",
+        "| path | strategy | devices | seconds | max test-loss difference |",
+        "|---|---|---|---|---|",
+    ]
+    for r in mp["rows"]:
+        out.append(
+            f"| {r['path']} | {r['strategy']} | {r['devices']} | {r['seconds']:.1f} | "
+            f"{r['max_loss_diff']:.2e} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -161,6 +242,10 @@ def main(argv=None) -> dict:
     p.add_argument("--smoke", action="store_true", help="toy sizes, any backend")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks"))
     args = p.parse_args(argv)
+    if args.smoke:
+        from cpaf_jax.training.meshes import split_cpu
+
+        split_cpu(2)  # before JAX's first computation; only the CPU client gets the devices
     t0 = time.perf_counter()
     dev = jax.devices()[0]
     if not args.smoke and dev.platform == "cpu":
@@ -179,7 +264,9 @@ def main(argv=None) -> dict:
     print("[device_check] sweep throughput...", flush=True)
     members = [2] if args.smoke else [1, 2, 4, 8, 16, 32, 64]
     steps, repeats = (1, 1) if args.smoke else (5, 3)
-    res["sweep"] = sweep_rows(members, steps, repeats, t0 + 0.9 * BUDGET_S)
+    res["sweep"] = sweep_rows(members, steps, repeats, t0 + 0.85 * BUDGET_S)
+    print("[device_check] multi-device paths...", flush=True)
+    res["mesh"] = mesh_paths(args.smoke)
     res["seconds"] = time.perf_counter() - t0
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "DEVICE.json"), "w") as f:

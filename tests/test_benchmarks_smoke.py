@@ -128,6 +128,11 @@ def test_device_check_smoke(tmp_path):
     assert data["mode"] == "smoke" and data["backend"]
     assert data["tests"]["returncode"] == 0, data["tests"]
     assert "passed" in data["tests"]["summary"]
+    mesh = {r["strategy"]: r for r in data["mesh"]["rows"]}
+    assert set(mesh) == {"loop", "vmap", "data_parallel"}
+    assert mesh["vmap"]["devices"] == mesh["data_parallel"]["devices"] == 2
+    assert all(r["max_loss_diff"] < 1e-3 for r in mesh.values()), mesh
+    assert "## Multi-device paths" in (tmp_path / "DEVICE.md").read_text()
     steps = {(r["network"], r["activation"]) for r in data["steps"]["rows"]}
     assert ("FashionNet (fused blocks)", "cpaf_sigmoid") in steps
     assert ("4.2 network, plain JAX", "cpaf_sigmoid") in steps

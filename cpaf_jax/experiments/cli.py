@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 
+from cpaf_jax.experiments import distributed
 from cpaf_jax.experiments.configs import EXPERIMENTS, get_config
 
 _EPILOG = """experiments:
@@ -334,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p)
     _add_sweep_options(p)
     _add_io_options(p)
+    distributed.add_options(p, int_at_least)
     return p
 
 
@@ -374,6 +376,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, object]:
     structure = 1 if args.structure is None else args.structure
     cfg = get_config(args.experiment, structure)
     _check_combination(p, args, cfg)
+    distributed.check_options(p, args)
     if args.out is None:
         suffix = f"_s{structure}" if args.experiment.startswith("cifar") else ""
         args.out = f"runs/{args.experiment}{suffix}"
@@ -445,8 +448,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
       the exit status: 0 done, 2 bad input, missing data or an ``--out`` in use, 3 training
-      diverged, 130 interrupted (finished runs are kept; ``--resume`` continues; with
-      ``--overwrite`` the previous run is left as it was).
+      diverged, 4 several processes lost one another (one stopped, hangs or never started),
+      130 interrupted (finished runs are kept; ``--resume`` continues; with ``--overwrite``
+      the previous run is left as it was).
     """
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -454,8 +458,36 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse's exit (2 for bad input, 0 for -h): a return for callers
         return 0 if e.code is None else e.code
     split_cpu_devices(args.cpu_devices)
+    if distributed.requested(args):
+        return distributed.leave(_run_processes(args, cfg, argv))
     opts = _options(args, cfg, argv)
     return _run(cfg, opts, overwrite=args.overwrite)
+
+
+def _run_processes(args: argparse.Namespace, cfg, argv: list[str]) -> int:
+    """The command as one of several processes (``distributed``); returns the exit status."""
+    from jax.errors import JaxRuntimeError
+
+    from cpaf_jax.training.hosts import ProcessGroupError, where
+
+    try:
+        distributed.start(args)
+    except ProcessGroupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        distributed.check_same_settings(args)
+        return _run(cfg, _options(args, cfg, argv), overwrite=args.overwrite)
+    except distributed.SettingsMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ProcessGroupError, JaxRuntimeError) as e:  # a collective with a process gone
+        print(
+            f"error: {where()} lost the others ({str(e).strip().splitlines()[0]}); stop every "
+            "process, then start them all again with --resume",
+            file=sys.stderr,
+        )
+        return distributed.EXIT_LOST
 
 
 def _run(cfg, opts, *, overwrite: bool) -> int:
@@ -467,8 +499,10 @@ def _run(cfg, opts, *, overwrite: bool) -> int:
     from cpaf_jax.experiments.tracking import TrackingUnavailable
     from cpaf_jax.training import ResumeMismatch, TrainingDiverged
     from cpaf_jax.training.checkpoints import DiskFull
+    from cpaf_jax.training.hosts import is_writer
 
     folder = RunFolder(opts.out, resume=opts.resume, overwrite=overwrite, command=opts.command)
+    folder = distributed.shared_folder(folder)  # several processes: process 0 holds it
     try:
         with folder as write_dir:
             results = run_experiment(cfg, dataclasses.replace(opts, out=write_dir))
@@ -480,8 +514,9 @@ def _run(cfg, opts, *, overwrite: bool) -> int:
         # With --overwrite the new run wrote into a staging folder, now discarded.
         kept = f"; the previous run in {opts.out} is unchanged" if folder.staging else ""
         return _failed(e, opts.out, kept)
-    print(table(results["runs"], cfg))
-    print(f"\nresults: {opts.out}/results.json, report: {opts.out}/report.md")
+    if is_writer():
+        print(table(results["runs"], cfg))
+        print(f"\nresults: {opts.out}/results.json, report: {opts.out}/report.md")
     return 0
 
 

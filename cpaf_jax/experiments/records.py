@@ -26,7 +26,8 @@ def environment() -> dict:
         "optax": optax.__version__,
         "backend": jax.default_backend(),
         "device": getattr(dev, "device_kind", str(dev)),
-        "device_count": jax.device_count(),
+        "device_count": jax.device_count(),  # of every process
+        "process_count": jax.process_count(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         # What every program of the run was compiled with (None: XLA's defaults).

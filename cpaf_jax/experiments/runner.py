@@ -25,6 +25,7 @@ from cpaf_jax.experiments.tracking import make_tracker
 from cpaf_jax.models import build_model
 from cpaf_jax.provenance import provenance
 from cpaf_jax.training import Member, TrainConfig, TrainingDiverged, train
+from cpaf_jax.training.hosts import is_writer
 from cpaf_jax.training.meshes import sweep_mesh
 from cpaf_jax.training.restore import model_spec
 
@@ -288,16 +289,21 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
         "runs": [],
     }
     models = {}
-    tracker = make_tracker(opts.track, out=opts.out, config=dataclasses.asdict(opts))
+    # Several processes: process 0 alone tracks and writes the run's files.
+    tracker = make_tracker(
+        opts.track if is_writer() else "none", out=opts.out, config=dataclasses.asdict(opts)
+    )
     try:
         for act in opts.activations:
             runs, models[act] = _train_activation(cfg, opts, settings, act, data, tracker)
             results["runs"].extend(runs)
-            _write_json(os.path.join(opts.out, "results.json"), results)
+            if is_writer():
+                _write_json(os.path.join(opts.out, "results.json"), results)
     finally:
         tracker.close()
-    records.write_all_metrics(opts.out, opts.activations)
-    _write_outputs(cfg, opts, results, models, data)
+    if is_writer():
+        records.write_all_metrics(opts.out, opts.activations)
+        _write_outputs(cfg, opts, results, models, data)
     _warn_failures(results["runs"], data.num_classes)
     failed = [r for r in results["runs"] if r["failed_step"] is not None]
     if failed:

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from cpaf_jax.training import hosts
 from cpaf_jax.training.executors import stack_states, unstack_state
 from cpaf_jax.training.optim import set_learning_rates
 
@@ -166,8 +167,9 @@ class RunCheckpoints:
         if cfg.out_dir and cfg.checkpoint:
             os.makedirs(cfg.out_dir, exist_ok=True)
             directory = os.path.join(cfg.out_dir, "checkpoints")
-            if not cfg.resume and os.path.isdir(directory):
+            if not cfg.resume and os.path.isdir(directory) and hosts.is_writer():
                 shutil.rmtree(directory)
+            hosts.barrier("fresh checkpoints")  # no process opens them before the removal
             self._ckpt = Checkpointer(directory)
 
     def _check(self, meta: dict, path: str) -> None:

@@ -145,6 +145,9 @@ def _resolve(cfg: TrainConfig, program, states, members, n: int, steps: int):
                 return program.vstep_memory_bytes(states[0], c, steps, cfg.batch_size)
 
         name, c = ex_mod.rule_strategy(backend, m, d, memory_of, dev_bytes)
+        if name == "loop" and not shd.fully_addressable(program.mesh):
+            # Whole members on single devices cannot span processes: one member per device.
+            name, c = ("vmap", m) if m <= d else ("chunked", d)
         return name, c, {}
     if name == "measure":
         idx0 = member_epoch_indices([s.seed for s in members], 0, n, steps, cfg.batch_size)

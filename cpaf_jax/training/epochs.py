@@ -14,6 +14,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from cpaf_jax.training import hosts
 from cpaf_jax.training import records as rec
 from cpaf_jax.training.members import member_epoch_indices
 from cpaf_jax.training.results import TrainResult
@@ -54,7 +55,8 @@ class EpochRunner:
             for j, f in enumerate(self.failed):
                 if f is not None:
                     self.ex.deactivate(j)
-        self.log = rec.MetricsLog(self.cfg.out_dir, self.history)
+        # Process 0 alone writes metrics.jsonl: every process holds every member's records.
+        self.log = rec.MetricsLog(self.cfg.out_dir if hosts.is_writer() else None, self.history)
 
     def _write(self, records: list[dict]) -> None:
         for r in records:

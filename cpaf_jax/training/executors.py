@@ -318,7 +318,7 @@ class LoopExecutor:
     chunk_size = 1
 
     def __init__(self, program: SweepProgram, n_members: int):
-        if not shd.fully_addressable(program.mesh):
+        if self.name == "loop" and not shd.fully_addressable(program.mesh):
             raise ValueError(
                 "strategy 'loop' places whole members on single devices and needs every mesh "
                 "device to belong to this process; use 'vmap' or 'chunked' on several hosts"
@@ -526,7 +526,8 @@ def measure_strategy(
     m = len(states)
     if chunk_sizes is None:
         chunk_sizes = [c for c in (2, 4, 8, 16) if c < m]
-    candidates = [("loop", 1), ("vmap", m)] + [("chunked", c) for c in chunk_sizes]
+    loop = [("loop", 1)] if shd.fully_addressable(program.mesh) else []  # one process only
+    candidates = loop + [("vmap", m)] + [("chunked", c) for c in chunk_sizes]
     steps = max(1, min(steps, idx.shape[1] - 1))
     timings: dict[str, float] = {}
     for name, c in candidates:

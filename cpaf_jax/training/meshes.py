@@ -26,7 +26,10 @@ same data (SPMD: each host loads the dataset itself; batch indices are derived f
 every host computes identical ones). Arrays are placed with ``jax.make_array_from_callback``,
 which only touches each host's own devices, and results are gathered to every host with
 ``jax.experimental.multihost_utils.process_allgather``. The ``"loop"`` strategy places whole
-members on single devices and therefore needs every mesh device to be addressable (one host).
+members on single devices and therefore needs every mesh device to be addressable (one host);
+across hosts ``"auto"`` takes ``"vmap"`` or ``"chunked"`` instead. ``python -m train`` does all
+this with ``--coordinator/--num-processes/--process-id`` or ``--distributed``
+(``cpaf_jax.experiments.distributed``); ``cpaf_jax.training.hosts`` says which process writes.
 
 **One CPU, several devices.** XLA:CPU runs one program on all cores through its intra-op thread
 pool. With ``cpaf_jax.compile_options`` one device keeps every core busy; the ``loop`` column
@@ -87,9 +90,9 @@ def split_cpu(n: int | None = None) -> int:
 
 
 def sweep_mesh() -> Mesh | None:
-    """The member mesh a sweep should use by default: every device of the default backend when
-    there are several (one process), else ``None`` (a single device)."""
-    devices = jax.local_devices()
+    """The member mesh a sweep should use by default: every device of the default backend, of
+    every process (``jax.devices()``), when there are several, else ``None`` (one device)."""
+    devices = jax.devices()
     return member_mesh(devices) if len(devices) > 1 else None
 
 
