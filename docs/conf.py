@@ -62,6 +62,16 @@ _autosummary.WELL_KNOWN_ABBREVIATIONS = (
     "Sec.",
     "cf.",
 )
+_extract_summary = _autosummary.extract_summary
+
+
+def _summary(doc, settings) -> str:
+    """Autosummary's first sentence, without the ``::`` of a literal block that follows it."""
+    text = _extract_summary(doc, settings)
+    return text[: -len("::.")] + "." if text.endswith("::.") else text
+
+
+_autosummary.extract_summary = _summary
 
 # Tutorials: executed at every build; a failing cell fails the build.
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "substitution"]
