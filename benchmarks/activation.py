@@ -20,7 +20,7 @@ from benchmarks.timing import interleaved
 from cpaf_jax import compile_options
 from cpaf_jax.activations import apl, pau, swish
 from cpaf_jax.activations.initializers import default_terms
-from cpaf_jax.activations.modules import prelu
+from cpaf_jax.activations.prelu import prelu
 from cpaf_jax.ops.functional import cpaf
 from cpaf_jax.ops.sharing import param_shape
 

@@ -6,9 +6,10 @@ Shapes, dtypes and sharing as CPAF's (see ``cpaf_jax.activations.family``). The 
 hinges is unrolled, so no ``[..., S]`` tensor of activation size is built in the forward pass.
 Gradients: on CPU, for float32 computations with per-element, per-channel or shared parameters
 (not shared along an inner axis alone) and ``1 <= S <= 8``, a custom VJP whose backward is
-one pass of CPAF's C++ kernel (``cpaf_jax.ops.kernel_vjp``, base ``"apl"``); elsewhere (other
-backends of the same program, ``shard_map``, float64, no compiler) and for second derivatives,
-JAX's autodiff of the forward, which XLA:CPU runs with a scalar loop per parameter sum.
+one pass of CPAF's C++ kernel (``cpaf_jax.ops.kernel_vjp``, in the form the record's ``kernel``
+names); elsewhere (other backends of the same program, ``shard_map``, float64, no compiler) and
+for second derivatives, JAX's autodiff of the forward, which XLA:CPU runs with a scalar loop per
+parameter sum.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def apl(x: Array, a: Array, b: Array, *, implementation: str = "custom_vjp") -> 
     check_float("apl", "b", b)
     dt = compute_dtype(x, a, b)
     check_implementation("apl", implementation)
-    if implementation == "custom_vjp" and kernel_vjp.applies("apl", x, a, dt):
+    if implementation == "custom_vjp" and kernel_vjp.applies(APL_FAMILY.kernel, x, a, dt):
         return _apl_kernel_vjp(x, a, b)
     return _apl_forward(x, a, b)
 
@@ -134,9 +135,14 @@ def _apl_forward(x: Array, a: Array, b: Array) -> Array:
 
 # A NaN cotangent gives NaN input cotangents everywhere (the kernel multiplies by g), where
 # autodiff's selects would give 0 where the ReLU and every hinge are flat.
-_apl_kernel_vjp = kernel_vjp.with_kernel_vjp(
-    _apl_forward, functools.partial(kernel_vjp.terms_backward, "apl")
-)
+def _kernel_bwd(x: Array, a: Array, b: Array, g: Array):
+    """``(dx, da, db)`` through the CPU kernel's APL form (the record's ``kernel``): each hinge
+    is a term ``f(u) = relu(-u)``, offset 0, and the fixed ``relu(x)`` adds ``[x > 0]`` to
+    ``dx``; shapes and dtypes of ``x``, ``a``, ``b``."""
+    return kernel_vjp.terms_backward(APL_FAMILY.kernel, x, a, b, g)
+
+
+_apl_kernel_vjp = kernel_vjp.with_kernel_vjp(_apl_forward, _kernel_bwd)
 
 
 def _to_numpy(a: np.ndarray, b: np.ndarray):
@@ -161,8 +167,9 @@ class APL(Activation):
       features_shape: per-example feature shape, channels last; needed unless
         ``sharing="shared"``.
       hinges: number of hinges ``S`` (>= 1, default 2).
-      sharing: ``"element"`` (default: the paper learns a_i^s, b_i^s per neuron), ``"channel"``,
-        ``"shared"`` or a tuple of feature axes.
+      sharing: ``"element"`` (the record's default: the paper learns a_i^s, b_i^s per neuron),
+        ``"channel"``, ``"shared"`` or a tuple of feature axes; ``None`` (the default) takes the
+        record's ``default_sharing``.
       a_init, b_init: ``None`` for ``apl_default_init`` (a = 0, b = linspace(-1, 1, S)), a
         scalar, a length-S sequence, an array of shape ``[*P, S]`` or an initializer
         ``init(key, shape, dtype)`` (``apl_paper_initializers()`` gives the paper's).
@@ -180,7 +187,7 @@ class APL(Activation):
         features_shape=None,
         *,
         hinges: int = APL_DEFAULT_HINGES,
-        sharing: Sharing = "element",
+        sharing: Sharing | None = None,
         a_init: InitLike = None,
         b_init: InitLike = None,
         param_dtype=jnp.float32,
@@ -218,4 +225,6 @@ APL_FAMILY = ActivationFamily(
     fit_starts=lambda rng, interval, r, hinges=APL_DEFAULT_HINGES: located_terms_start(
         rng, interval, r, check_hinges(hinges)
     ),
+    # ``enum BaseId``'s kApl in ``cpaf_jax/ops/kernels/cpaf_cpu.cc``: up to 8 hinges, float32.
+    kernel=kernel_vjp.KernelSpec(base_id=3, max_k=8),
 )

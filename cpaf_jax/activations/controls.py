@@ -9,6 +9,9 @@ learning (a, b).
   and the optimiser cannot touch them. It separates the initial shape from its training.
 * ``relu_bias``: ``relu(y + c)`` with ``c`` learned per element, initialised to 0: the untied
   bias that a per-element CPAF location ``b`` also gives, without a learned shape.
+* ``cpaf_sigmoid_a_only``, ``cpaf_relu_a_only``: CPAF with its scales ``a`` learned (shared as
+  asked, per element by default) and its locations ``b`` held at Table 1's; ``cpaf_*_b_only``:
+  the locations learned, the scales held. Which of the two carries a learned CPAF's gain.
 """
 
 from __future__ import annotations
@@ -91,8 +94,62 @@ def _relu_bias_numpy(c: np.ndarray):
     return relu_bias_numpy
 
 
+def _with_held(p: Array, *, base: Base, learned: str) -> tuple[Array, Array]:
+    """``(a, b)`` of shape ``p``'s: ``p`` as the learned one, the other Table 1's broadcast."""
+    a0, b0 = _terms(base, p.shape[-1])
+    held = jnp.broadcast_to((b0 if learned == "a" else a0).astype(p.dtype), p.shape)
+    return (p, held) if learned == "a" else (held, p)
+
+
+def half_learned_cpaf(x: Array, p: Array, *, base: Base, learned: str) -> Array:
+    """CPAF with one of ``(a, b)`` learned (``p``) and the other at Table 1's values (Eq. 7-9).
+
+    Args:
+      x: shape ``[..., *F]``, floating. p: the learned ``a`` (``learned="a"``) or ``b``
+        (``learned="b"``), shape ``[*P, k]`` with ``P`` broadcasting against ``F``.
+      base: the CPAF base.
+
+    Returns:
+      ``x``'s shape and dtype. The held parameter gets no gradient: it is a constant.
+    """
+    return cpaf(x, *_with_held(p, base=base, learned=learned), base)
+
+
+def _half_pool(y: Array, bias: Array | None, p: Array, *, base: Base, learned: str) -> Array:
+    return cpaf_max_pool_2x2(y, *_with_held(p, base=base, learned=learned), base, bias=bias)
+
+
+def _half_numpy(p: np.ndarray, *, base: Base, learned: str):
+    a0, b0 = default_terms(base, np.shape(p)[-1])
+    a, b = (p, b0) if learned == "a" else (a0, p)
+    return _cpaf_numpy(np.asarray(a), np.asarray(b), base=base)
+
+
+def half_learned_family(base: Base, learned: str) -> ActivationFamily:
+    """The ``cpaf_<base>_<learned>_only`` record: ``learned`` (``"a"`` or ``"b"``) trained per
+    element by default, the other held at Table 1's values; ``k`` a shape option (default 2)."""
+    if learned not in ("a", "b"):
+        raise ValueError(f"learned must be 'a' or 'b', got {learned!r}")
+    which = 0 if learned == "a" else 1
+    return ActivationFamily(
+        name=f"cpaf_{base.name}_{learned}_only",
+        apply=functools.partial(half_learned_cpaf, base=base, learned=learned),
+        params=(learned,),
+        coeff_shapes=lambda k=2: ((check_k(k),),),
+        init=lambda k=2: (default_terms(base, check_k(k))[which],),
+        shape_options=(("k", 2),),
+        default_sharing="element",
+        pool=functools.partial(_half_pool, base=base, learned=learned),
+        to_numpy=functools.partial(_half_numpy, base=base, learned=learned),
+    )
+
+
 CPAF_SIGMOID_FROZEN_FAMILY = frozen_cpaf_family(SIGMOID)
 CPAF_RELU_FROZEN_FAMILY = frozen_cpaf_family(RELU)
+CPAF_SIGMOID_A_ONLY_FAMILY = half_learned_family(SIGMOID, "a")
+CPAF_SIGMOID_B_ONLY_FAMILY = half_learned_family(SIGMOID, "b")
+CPAF_RELU_A_ONLY_FAMILY = half_learned_family(RELU, "a")
+CPAF_RELU_B_ONLY_FAMILY = half_learned_family(RELU, "b")
 
 RELU_BIAS_FAMILY = ActivationFamily(
     name="relu_bias",

@@ -18,7 +18,8 @@ from flax import nnx
 from cpaf_jax.activations.family import Activation, ActivationFamily
 from cpaf_jax.activations.initializers import InitLike, default_terms
 from cpaf_jax.fitting.curve_fit import located_terms_start
-from cpaf_jax.ops.bases import RELU, SIGMOID, TANH, Base, resolve_base
+from cpaf_jax.ops import kernel_vjp
+from cpaf_jax.ops.bases import BASES, RELU, SIGMOID, TANH, Base, resolve_base
 from cpaf_jax.ops.functional import DEFAULT_IMPLEMENTATION, cpaf
 from cpaf_jax.ops.fused_pool import cpaf_max_pool_2x2
 from cpaf_jax.ops.max_pool import max_pool_2x2
@@ -102,6 +103,7 @@ def _cpaf_family(base: Base) -> ActivationFamily:
         # The custom-VJP implementation has no forward-mode rule; the fitter's Jacobian needs it.
         fit_apply=functools.partial(cpaf, base=base, implementation="unrolled"),
         fit_starts=_starts,
+        kernel=kernel_vjp.base_spec(base.name) if base is BASES.get(base.name) else None,
     )
 
 
@@ -113,8 +115,9 @@ class CPAF(Activation):
         ``30``; needed for ``"element"``, ``"channel"`` and axis sharing.
       k: number of terms (>= 1).
       base: ``"sigmoid"``, ``"relu"``, ``"tanh"``, a ``Base`` or an elementwise callable.
-      sharing: ``"element"`` (default, as in 4.1/4.2), ``"channel"`` (4.3), ``"shared"``, or a
-        tuple of feature axes that get their own parameters.
+      sharing: ``"element"`` (the record's default, as in 4.1/4.2), ``"channel"`` (4.3),
+        ``"shared"``, or a tuple of feature axes that get their own parameters; ``None`` (the
+        default) takes the record's ``default_sharing``.
       a_init, b_init: ``None`` for the paper's Table 1 values (extended to any k, see
         ``cpaf_jax.activations.initializers``), a scalar, a length-k sequence, an array of shape
         ``[*P, k]``, or an initializer ``init(key, shape, dtype)``.
@@ -135,7 +138,7 @@ class CPAF(Activation):
         *,
         k: int = 2,
         base="sigmoid",
-        sharing: Sharing = "element",
+        sharing: Sharing | None = None,
         a_init: InitLike = None,
         b_init: InitLike = None,
         param_dtype=jnp.float32,

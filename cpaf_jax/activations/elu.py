@@ -83,7 +83,8 @@ class LearnedELU(Activation):
 
     Args:
       features_shape: per-example feature shape; needed unless ``sharing="shared"``.
-      sharing: ``"element"`` (default, like PReLU in 4.2), ``"channel"``, ``"shared"`` or axes.
+      sharing: ``"element"`` (the record's default, like PReLU in 4.2), ``"channel"``,
+        ``"shared"`` or axes; ``None`` (the default) takes the record's ``default_sharing``.
       alpha_init: initial alpha (scalar, array of the parameter shape or an initializer).
       param_dtype: dtype of alpha.
       rngs: needed only for a callable initializer.
@@ -96,7 +97,7 @@ class LearnedELU(Activation):
         self,
         features_shape=None,
         *,
-        sharing: Sharing = "element",
+        sharing: Sharing | None = None,
         alpha_init=ELU_ALPHA,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs | None = None,

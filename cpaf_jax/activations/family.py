@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 
 from cpaf_jax.activations.initializers import make_param
+from cpaf_jax.ops.kernel_vjp import KernelSpec
 from cpaf_jax.ops.max_pool import max_pool_2x2
 from cpaf_jax.ops.sharing import Sharing, normalize_features_shape, param_shape, sharing_name
 
@@ -71,6 +72,10 @@ class ActivationFamily:
         ``init`` (PAU sets it because its own ``init`` for unpublished degrees is a fit).
       fit_starts: ``fit_starts(rng, interval, r, **shape_options) -> tuple of arrays``, the
         fitter's ``r``-th (``r >= 1``) starting point; ``None`` perturbs the first start.
+      kernel: the form of the one-pass CPU kernel that computes ``apply``'s backward (a
+        ``cpaf_jax.ops.kernel_vjp.KernelSpec``: the kernel's base id, the most coefficients it
+        takes, its dtype); ``None`` when no form of the kernel serves the family. ``apply``
+        reads it from here (the kernel's Python side names no family).
     """
 
     name: str
@@ -89,6 +94,7 @@ class ActivationFamily:
     fit_apply: Callable[..., Array] | None = None
     fit_init: Callable[..., tuple[np.ndarray, ...]] | None = None
     fit_starts: Callable[..., tuple[np.ndarray, ...]] | None = None
+    kernel: KernelSpec | None = None
 
     @property
     def parametric(self) -> bool:
@@ -126,18 +132,20 @@ class ActivationFamily:
         return {k: v for k, v in kwargs.items() if k in names}
 
     def param_shapes(self, features_shape, sharing: Sharing, **shape_options) -> dict:
-        """Full parameter shapes ``{name: (*P, *coeffs)}`` for a feature shape and sharing."""
+        """Full parameter shapes ``{name: (*P, *coeffs)}`` for a feature shape and sharing
+        (shape options not given take the record's defaults)."""
         if not self.params:
             return {}
         p = param_shape(normalize_features_shape(features_shape), sharing)
-        coeffs = self.coeff_shapes(**shape_options)
+        coeffs = self.coeff_shapes(**{**dict(self.shape_options), **shape_options})
         return {n: p + tuple(c) for n, c in zip(self.params, coeffs, strict=True)}
 
     def initial_values(self, **shape_options) -> dict[str, np.ndarray]:
-        """Default initial values ``{name: coefficient-shaped float64 array}``."""
+        """Default initial values ``{name: coefficient-shaped float64 array}`` (shape options
+        not given take the record's defaults)."""
         if not self.params:
             return {}
-        values = self.init(**shape_options)
+        values = self.init(**{**dict(self.shape_options), **shape_options})
         return {n: np.asarray(v, np.float64) for n, v in zip(self.params, values, strict=True)}
 
     def build(self, features_shape=None, *, sharing: Sharing | None = None, rngs=None, **kwargs):

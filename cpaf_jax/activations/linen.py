@@ -1,10 +1,15 @@
 """Flax Linen versions of every activation family: ONE generic module over the record.
 
 Linen infers the feature shape from the first input (``x.shape[1:]``), so no
-``features_shape`` is needed::
+``features_shape`` is needed. The one way to build a layer is by name, with the family
+record's defaults (its sharing, options, initial values)::
 
-    x = cpaf_jax.linen.CPAF(base="relu", sharing="channel")(x)
-    x = cpaf_jax.linen.activation("pau")(x)
+    x = cpaf_jax.linen.activation("pau")(x)          # one PAU per layer: PAU's default
+    x = cpaf_jax.linen.activation("cpaf_relu", sharing="channel")(x)
+
+The named classes (``CPAF``, ``PAU``...) are generated from the records (``layer_class``):
+``cpaf_jax.linen.CPAF(base="relu", sharing="channel")`` builds the same parameters as the
+second line.
 
 Parameters live in the ``"params"`` collection under the family's parameter names (``a``,
 ``b``; ``alpha``; ``p``, ``q``; ``beta``) and take the same initial values as the NNX modules.
@@ -12,14 +17,16 @@ Parameters live in the ``"params"`` collection under the family's parameter name
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
 from flax import linen as nn
 
 from cpaf_jax.activations.apl import APL_FAMILY
-from cpaf_jax.activations.cpaf import cpaf_family
-from cpaf_jax.activations.elu import ELU_FAMILY
+from cpaf_jax.activations.cpaf import CPAF_SIGMOID_FAMILY, cpaf_family
+from cpaf_jax.activations.elu import ELU_FAMILY, ELU_LEARNED_FAMILY
 from cpaf_jax.activations.family import ActivationFamily
 from cpaf_jax.activations.fixed import RELU_FAMILY, SIGMOID_FAMILY, TANH_FAMILY
 from cpaf_jax.activations.initializers import make_param
@@ -39,7 +46,8 @@ class Activation(nn.Module):
     ``<param>_init`` values.
 
     The named layers below (``CPAF``, ``PReLU``...) are this module with the family's options
-    as fields; they only map those fields to the record (``spec``).
+    as fields, generated from the records (``layer_class``); they only map those fields to the
+    record (``spec``).
 
     Call: ``x`` of shape ``[batch, *F]`` -> same shape and dtype; parameters get shape
     ``[*P, *coeffs]`` from ``F = x.shape[1:]`` and ``sharing``.
@@ -83,80 +91,79 @@ class Activation(nn.Module):
         return fam.apply(x, *values, **call_opts)
 
 
-class CPAF(Activation):
-    """Combined parametric activation; see ``cpaf_jax.CPAF`` for the fields (``k``, ``base``,
-    ``sharing``, ``a_init``, ``b_init``, ``implementation``)."""
-
-    sharing: Any = "element"
-    k: int = 2
-    base: Any = "sigmoid"
-    a_init: Any = None
-    b_init: Any = None
-    implementation: str | None = None
-
-    def spec(self) -> tuple[ActivationFamily, dict]:
-        """CPAF's record for ``base`` and its options."""
-        kwargs = {"k": self.k, "implementation": self.implementation}
-        return cpaf_family(self.base), dict(kwargs, a_init=self.a_init, b_init=self.b_init)
-
-
-class PReLU(Activation):
-    """PReLU with learned ``alpha`` (``alpha_init`` 0.25), per channel by default."""
-
-    sharing: Any = "channel"
-    alpha_init: Any = 0.25
-
-    def spec(self) -> tuple[ActivationFamily, dict]:
-        """PReLU's record and initial alpha."""
-        return PRELU_FAMILY, {"alpha_init": self.alpha_init}
+def _layer_doc(cls_name: str, record: ActivationFamily, selector: tuple | None) -> str:
+    """The generated class's docstring, from the record."""
+    options = ", ".join(f"``{n}`` ({d!r})" for n, d in record.shape_options + record.call_options)
+    inits = ", ".join(f"``{p}_init``" for p in record.params)
+    lines = [
+        f"``cpaf_jax.{cls_name}`` as a Linen layer, generated from the family's record: its "
+        "fields are the NNX class's arguments without ``features_shape`` (``x.shape[1:]``).",
+        "",
+    ]
+    if selector is not None:
+        lines.append(f"``{selector[0]}`` (default {selector[1]!r}) chooses the record.")
+    if options:
+        lines.append(f"Options (defaults): {options}.")
+    if record.parametric:
+        lines.append(
+            f"``sharing``: ``None`` (default) takes the record's, {record.default_sharing!r}; "
+            f"{inits}: ``None`` (default) for the record's initial values."
+        )
+    lines += ["", "Call: ``x`` of shape ``[batch, *F]`` -> same shape and dtype."]
+    return "\n".join(lines)
 
 
-class ELU(Activation):
-    """ELU with fixed ``alpha`` (1 by default)."""
+def layer_class(
+    record: ActivationFamily, select: tuple[str, Callable[[Any], ActivationFamily]] | None = None
+) -> type[Activation]:
+    """The Linen class of a family's NNX class, generated from its record.
 
-    alpha: float = 1.0
+    Its fields are the record's options and ``<param>_init`` values with the record's own
+    defaults (``None`` for ``sharing`` and the initial values: the record's); ``spec`` maps
+    them to the record. Nothing about the family is written twice.
 
-    def spec(self) -> tuple[ActivationFamily, dict]:
-        """ELU's record and alpha."""
-        return ELU_FAMILY, {"alpha": float(self.alpha)}
+    Args:
+      record: the family's record; the class takes the name of its NNX class
+        (``record.module``).
+      select: ``(field, record_of)`` for a class that covers several records (CPAF: ``("base",
+        cpaf_family)``): the field, with the NNX class's default, chooses the record.
 
-
-class APL(Activation):
-    """Adaptive piecewise linear unit (``hinges``, ``a_init``, ``b_init``), per element."""
-
-    sharing: Any = "element"
-    hinges: int = 2
-    a_init: Any = None
-    b_init: Any = None
-
-    def spec(self) -> tuple[ActivationFamily, dict]:
-        """APL's record and options."""
-        return APL_FAMILY, {"hinges": self.hinges, "a_init": self.a_init, "b_init": self.b_init}
-
-
-class PAU(Activation):
-    """Safe Padé activation unit (``degrees``, ``p_init``, ``q_init``); one per layer by
-    default, degrees (5, 4), leaky-ReLU initial coefficients."""
-
-    sharing: Any = "shared"
-    degrees: tuple[int, int] = (5, 4)
-    p_init: Any = None
-    q_init: Any = None
+    Returns:
+      an ``Activation`` subclass of this module.
+    """
+    cls = getattr(record.module, "func", record.module)
+    options = record.shape_options + record.call_options
+    fields = {n: d for n, d in options} | {f"{p}_init": None for p in record.params}
+    names = tuple(fields)
+    selector = None
+    if select is not None:
+        selector = (select[0], inspect.signature(cls.__init__).parameters[select[0]].default)
+        fields = {selector[0]: selector[1], **fields}
 
     def spec(self) -> tuple[ActivationFamily, dict]:
-        """PAU's record and options."""
-        return PAU_FAMILY, {"degrees": self.degrees, "p_init": self.p_init, "q_init": self.q_init}
+        """The record (chosen by the selecting field, if any) and the keyword arguments."""
+        chosen = record if select is None else select[1](getattr(self, select[0]))
+        return chosen, {n: getattr(self, n) for n in names}
+
+    namespace = {
+        "__module__": __name__,
+        "__qualname__": cls.__name__,
+        "__doc__": _layer_doc(cls.__name__, record, selector),
+        "__annotations__": {"sharing": Any, **{n: Any for n in fields}},
+        "sharing": None,
+        **fields,
+        "spec": spec,
+    }
+    return type(cls.__name__, (Activation,), namespace)
 
 
-class Swish(Activation):
-    """Swish with learned ``beta`` (``beta_init`` 1.0), per channel by default."""
-
-    sharing: Any = "channel"
-    beta_init: Any = 1.0
-
-    def spec(self) -> tuple[ActivationFamily, dict]:
-        """Swish's record and initial beta."""
-        return SWISH_FAMILY, {"beta_init": self.beta_init}
+CPAF = layer_class(CPAF_SIGMOID_FAMILY, select=("base", cpaf_family))
+PReLU = layer_class(PRELU_FAMILY)
+ELU = layer_class(ELU_FAMILY)
+LearnedELU = layer_class(ELU_LEARNED_FAMILY)
+APL = layer_class(APL_FAMILY)
+PAU = layer_class(PAU_FAMILY)
+Swish = layer_class(SWISH_FAMILY)
 
 
 def Sigmoid() -> Activation:  # noqa: N802 - reads as a layer class at call sites
@@ -175,7 +182,8 @@ def ReLU() -> Activation:  # noqa: N802
 
 
 def activation(name: str, *, sharing=None, param_dtype=jnp.float32, **kwargs) -> Activation:
-    """The Linen module for an activation name (same names as ``cpaf_jax.activation``).
+    """The Linen module for an activation name (same names as ``cpaf_jax.activation``): the one
+    way to build a Linen layer; returns the generic ``Activation`` over the record.
 
     ``sharing=None`` takes the family's default (PReLU and Swish per channel, PAU shared,
     the others per element).
@@ -198,6 +206,7 @@ __all__ = [
     "Activation",
     "CPAF",
     "ELU",
+    "LearnedELU",
     "PAU",
     "PReLU",
     "ReLU",

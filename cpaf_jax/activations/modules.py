@@ -1,17 +1,29 @@
-"""Old import path of the NNX modules, kept so existing imports keep working.
-
-Each family now lives in its own file (``cpaf.py``, ``prelu.py``, ``elu.py``, ``fixed.py``,
-``apl.py``, ``pau.py``, ``swish.py``) over the record of ``family.py``; import from there or
-from ``cpaf_jax``.
+"""Old import path of the NNX modules, kept for one release: every name resolves with a
+``DeprecationWarning`` naming where it lives now (each family in its own file over the record of
+``family.py``; the classes are exported by ``cpaf_jax``).
 """
 
-from cpaf_jax.activations.cpaf import CPAF as CPAF
-from cpaf_jax.activations.elu import ELU as ELU
-from cpaf_jax.activations.elu import LearnedELU as LearnedELU
-from cpaf_jax.activations.family import ActivationParam as ActivationParam
-from cpaf_jax.activations.family import check_features as check_features
-from cpaf_jax.activations.fixed import ReLU as ReLU
-from cpaf_jax.activations.fixed import Sigmoid as Sigmoid
-from cpaf_jax.activations.fixed import Tanh as Tanh
-from cpaf_jax.activations.prelu import PReLU as PReLU
-from cpaf_jax.activations.prelu import prelu as prelu
+from cpaf_jax._deprecation import deprecated_getattr
+
+_DEPRECATED = {
+    "CPAF": ("cpaf_jax.activations.cpaf", "CPAF", "cpaf_jax.activations.cpaf.CPAF"),
+    "ELU": ("cpaf_jax.activations.elu", "ELU", "cpaf_jax.activations.elu.ELU"),
+    "LearnedELU": ("cpaf_jax.activations.elu", "LearnedELU", "cpaf_jax.activations.elu.LearnedELU"),
+    "ActivationParam": (
+        "cpaf_jax.activations.family",
+        "ActivationParam",
+        "cpaf_jax.activations.family.ActivationParam",
+    ),
+    "check_features": (
+        "cpaf_jax.activations.family",
+        "check_features",
+        "cpaf_jax.activations.family.check_features",
+    ),
+    "ReLU": ("cpaf_jax.activations.fixed", "ReLU", "cpaf_jax.activations.fixed.ReLU"),
+    "Sigmoid": ("cpaf_jax.activations.fixed", "Sigmoid", "cpaf_jax.activations.fixed.Sigmoid"),
+    "Tanh": ("cpaf_jax.activations.fixed", "Tanh", "cpaf_jax.activations.fixed.Tanh"),
+    "PReLU": ("cpaf_jax.activations.prelu", "PReLU", "cpaf_jax.activations.prelu.PReLU"),
+    "prelu": ("cpaf_jax.activations.prelu", "prelu", "cpaf_jax.activations.prelu.prelu"),
+}
+
+__getattr__ = deprecated_getattr(__name__, _DEPRECATED)

@@ -8,10 +8,10 @@ built in the forward pass.
 
 Gradients: on CPU, for float32 computations with per-element, per-channel or shared
 parameters (not shared along an inner axis alone) and ``max(m + 1, n) <= 8``, a custom VJP
-whose backward is one pass of the C++ kernel of ``cpaf_jax.ops.kernel_vjp`` (base ``"pau"``:
-every coefficient's sum and the input cotangent together); elsewhere (other backends of the
-same program, ``shard_map``, float64, no compiler) and for second derivatives, JAX's autodiff
-of the forward, which XLA:CPU runs with a scalar loop per coefficient sum.
+whose backward is one pass of the C++ kernel of ``cpaf_jax.ops.kernel_vjp`` (the record's
+``kernel``: every coefficient's sum and the input cotangent together); elsewhere (other backends
+of the same program, ``shard_map``, float64, no compiler) and for second derivatives, JAX's
+autodiff of the forward, which XLA:CPU runs with a scalar loop per coefficient sum.
 
 The default initial values are a leaky-ReLU fit; for degrees other than the published (5, 4)
 the generic curve fitter computes one (``cpaf_jax.fitting``, which imports no family).
@@ -149,7 +149,8 @@ def pau(x: Array, p: Array, q: Array, *, implementation: str = "custom_vjp") -> 
     check_coeffs("pau", x, ("p", "q"), p, q)
     dt = compute_dtype(x, p, q)
     check_implementation("pau", implementation)
-    if implementation == "custom_vjp" and kernel_vjp.applies("pau", x, _padded_shape(p, q), dt):
+    spec = PAU_FAMILY.kernel
+    if implementation == "custom_vjp" and kernel_vjp.applies(spec, x, _padded_shape(p, q), dt):
         return _pau_kernel_vjp(x, p, q)
     return _pau_forward(x, p, q)
 
@@ -170,7 +171,7 @@ def _padded_shape(p: Array, q: Array) -> jax.ShapeDtypeStruct:
 
 
 def _kernel_bwd(x: Array, p: Array, q: Array, g: Array):
-    """``(dx, dp, dq)`` through the CPU kernel (base ``"pau"``): ``p`` and ``|q|`` zero-padded
+    """``(dx, dp, dq)`` through the CPU kernel's PAU form: ``p`` and ``|q|`` zero-padded
     to ``K`` coefficients (a zero coefficient adds nothing to ``P`` or ``Q``), the sums cut back;
     ``d|q|/dq`` is ``+1`` at 0, as JAX's."""
     k = _padded_shape(p, q).shape[-1]
@@ -178,7 +179,7 @@ def _kernel_bwd(x: Array, p: Array, q: Array, g: Array):
     def pad(c):
         return jnp.pad(c.astype(jnp.float32), [(0, 0)] * (c.ndim - 1) + [(0, k - c.shape[-1])])
 
-    dx, sp, sq = kernel_vjp.sums("pau", x, g, pad(p), pad(jnp.abs(q)))
+    dx, sp, sq = kernel_vjp.sums(PAU_FAMILY.kernel, x, g, pad(p), pad(jnp.abs(q)))
     dq = -jnp.where(q >= 0, 1.0, -1.0) * sq[..., : q.shape[-1]]
     return dx, sp[..., : p.shape[-1]].astype(p.dtype), dq.astype(q.dtype)
 
@@ -232,8 +233,9 @@ class PAU(Activation):
       features_shape: per-example feature shape, channels last; needed unless
         ``sharing="shared"``.
       degrees: ``(m, n)``, degrees of numerator and denominator (default (5, 4), as the paper).
-      sharing: ``"shared"`` (default: one PAU per layer, as in Molina et al.), ``"channel"``,
-        ``"element"`` or a tuple of feature axes.
+      sharing: ``"shared"`` (the record's default: one PAU per layer, as in Molina et al.),
+        ``"channel"``, ``"element"`` or a tuple of feature axes; ``None`` (the default) takes the
+        record's ``default_sharing``.
       p_init, q_init: ``None`` for ``pau_default_init(degrees)`` (a leaky-ReLU fit: the
         published coefficients for (5, 4), computed with ``cpaf_jax.fitting.curve_fit.fit_curve``
         otherwise), a scalar, a sequence of length ``m + 1`` / ``n``, an array of the full
@@ -252,7 +254,7 @@ class PAU(Activation):
         features_shape=None,
         *,
         degrees: tuple[int, int] = PAU_DEFAULT_DEGREES,
-        sharing: Sharing = "shared",
+        sharing: Sharing | None = None,
         p_init: InitLike = None,
         q_init: InitLike = None,
         param_dtype=jnp.float32,
@@ -289,4 +291,6 @@ PAU_FAMILY = ActivationFamily(
     to_numpy=_to_numpy,
     fit_init=_fit_init,
     fit_starts=_fit_starts,
+    # ``enum BaseId``'s kPau in ``cpaf_jax/ops/kernels/cpaf_cpu.cc``: max(m + 1, n) <= 8, float32.
+    kernel=kernel_vjp.KernelSpec(base_id=4, max_k=8),
 )

@@ -40,8 +40,9 @@ class PReLU(Activation):
 
     Args:
       features_shape: per-example feature shape; needed unless ``sharing="shared"``.
-      sharing: ``"element"``, ``"channel"`` (He et al.'s channel-wise form), ``"shared"`` or
-        axes, as for ``CPAF``.
+      sharing: ``"element"``, ``"channel"`` (He et al.'s channel-wise form, the record's
+        default), ``"shared"`` or axes, as for ``CPAF``; ``None`` (the default) takes the
+        record's ``default_sharing``.
       alpha_init: initial slope (scalar, array of the parameter shape or an initializer).
       param_dtype: dtype of alpha.
       rngs: needed only for a callable initializer.
@@ -54,7 +55,7 @@ class PReLU(Activation):
         self,
         features_shape=None,
         *,
-        sharing: Sharing = "channel",
+        sharing: Sharing | None = None,
         alpha_init=PRELU_ALPHA_INIT,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs | None = None,

@@ -16,7 +16,11 @@ from flax import nnx
 
 from cpaf_jax.activations.apl import APL_FAMILY
 from cpaf_jax.activations.controls import (
+    CPAF_RELU_A_ONLY_FAMILY,
+    CPAF_RELU_B_ONLY_FAMILY,
     CPAF_RELU_FROZEN_FAMILY,
+    CPAF_SIGMOID_A_ONLY_FAMILY,
+    CPAF_SIGMOID_B_ONLY_FAMILY,
     CPAF_SIGMOID_FROZEN_FAMILY,
     RELU_BIAS_FAMILY,
 )
@@ -49,10 +53,15 @@ _REGISTRY: dict[str, ActivationFamily] = {
         APL_FAMILY,
         PAU_FAMILY,
         SWISH_FAMILY,
-        # Controls of the reproduction: shape without learning, an untied bias.
+        # Controls of the reproduction: shape without learning, an untied bias,
+        # only the scales or only the locations learned.
         CPAF_SIGMOID_FROZEN_FAMILY,
         CPAF_RELU_FROZEN_FAMILY,
         RELU_BIAS_FAMILY,
+        CPAF_SIGMOID_A_ONLY_FAMILY,
+        CPAF_SIGMOID_B_ONLY_FAMILY,
+        CPAF_RELU_A_ONLY_FAMILY,
+        CPAF_RELU_B_ONLY_FAMILY,
     )
 }
 
@@ -101,21 +110,26 @@ def activation(
     name: str,
     features_shape=None,
     *,
-    sharing="element",
+    sharing=None,
     rngs: nnx.Rngs | None = None,
     **kwargs,
 ) -> nnx.Module:
-    """Builds the NNX module for an activation name.
+    """Builds the NNX module for an activation name: the one way to build an NNX layer.
+
+    The module is the family's class where it has one (``cpaf_jax.CPAF`` for ``cpaf_relu``,
+    ``cpaf_jax.PAU`` for ``pau``...), with the same defaults as that class.
 
     Args:
       name: one of ``known_activations()``: ``sigmoid``, ``tanh``, ``relu``, ``elu``,
         ``elu_learned``, ``prelu``, ``cpaf_sigmoid``, ``cpaf_relu``, ``cpaf_tanh``, ``apl``,
         ``pau``, ``swish``, the controls ``cpaf_sigmoid_frozen``, ``cpaf_relu_frozen``,
-        ``relu_bias`` (and any registered later).
+        ``relu_bias``, ``cpaf_sigmoid_a_only``, ``cpaf_sigmoid_b_only``, ``cpaf_relu_a_only``,
+        ``cpaf_relu_b_only`` (and any registered later).
       features_shape: per-example feature shape, channels last (parametric ones need it
         unless ``sharing="shared"``).
-      sharing: ``"element"``, ``"channel"``, ``"shared"`` or feature axes; ignored by
-        parameter-free activations.
+      sharing: ``"element"``, ``"channel"``, ``"shared"`` or feature axes; ``None`` (the
+        default) takes the family's own ``default_sharing`` (PReLU and Swish per channel, PAU
+        shared, the others per element); ignored by parameter-free activations.
       rngs: for parametric activations with random initializers (constant initial values draw
         no key).
       **kwargs: the family's options and initial values (e.g. ``k``, ``a_init``, ``b_init``
@@ -169,7 +183,8 @@ def fit_activation(
     family: str = "cpaf",  # noqa: A002 - the argument's name since the first release
     **kwargs,
 ) -> CurveFit:
-    """``cpaf_jax.fitting.curve_fit.fit_curve`` by activation name.
+    """``cpaf_jax.fitting.curve_fit.fit_curve`` by activation name; kept for one release (as
+    ``cpaf_jax.fit_activation`` it warns): use ``fit_curve(target, family(name), **options)``.
 
     Args:
       target: a name in ``cpaf_jax.fitting.curve_fit.TARGETS`` or an elementwise callable.
@@ -199,14 +214,16 @@ def fit_initializer(
     family: str = "cpaf",  # noqa: A002
     **kwargs,
 ) -> tuple[np.ndarray, ...]:
-    """Fitted initial values in the module's argument order, to pass as ``*_init``.
+    """Fitted initial values in the module's argument order, to pass as ``*_init``; kept for
+    one release (as ``cpaf_jax.fit_initializer`` it warns): use ``fit_curve(target,
+    family(name), **options).init_kwargs()``.
 
     ``(a_init, b_init)`` (shape ``(k,)`` each) for CPAF and APL, ``(p_init, q_init)`` for PAU,
     ``(beta_init,)`` for Swish, ``(alpha_init,)`` for PReLU. Each broadcasts over any sharing,
     so every activation of the layer starts from the fitted curve::
 
         a, b = fit_initializer("tanh", k=4, base="sigmoid")
-        act = cpaf_jax.CPAF((26, 26, 16), k=4, base="sigmoid", a_init=a, b_init=b)
+        act = cpaf_jax.activation("cpaf_sigmoid", (26, 26, 16), k=4, a_init=a, b_init=b)
 
     Arguments are those of ``fit_activation``, which also returns the fit's errors.
     """

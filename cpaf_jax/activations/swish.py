@@ -3,9 +3,9 @@ activation family, and its NNX module ``Swish``.
 
 Gradients: on CPU, for float32 computations with per-element, per-channel or shared parameters
 (not shared along an inner axis alone), a custom VJP whose backward is one pass of the C++
-kernel of ``cpaf_jax.ops.kernel_vjp`` (base ``"swish"``: the input cotangent and the beta sum
-together); elsewhere (other backends of the same program, ``shard_map``, float64, no compiler)
-and for second derivatives, JAX's autodiff of the forward.
+kernel of ``cpaf_jax.ops.kernel_vjp`` (the record's ``kernel``: the input cotangent and the
+beta sum together); elsewhere (other backends of the same program, ``shard_map``, float64, no
+compiler) and for second derivatives, JAX's autodiff of the forward.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def swish(x: Array, beta, *, implementation: str = "custom_vjp") -> Array:
     check_broadcast("swish", x.shape, beta.shape, beta.shape, "beta")
     dt = compute_dtype(x, beta)
     check_implementation("swish", implementation)
-    if implementation == "custom_vjp" and kernel_vjp.applies("swish", x, beta[..., None], dt):
+    spec = SWISH_FAMILY.kernel
+    if implementation == "custom_vjp" and kernel_vjp.applies(spec, x, beta[..., None], dt):
         return _swish_kernel_vjp(x, beta)
     return _swish_forward(x, beta)
 
@@ -67,9 +68,9 @@ def _swish_forward(x: Array, beta: Array) -> Array:
 
 
 def _kernel_bwd(x: Array, beta: Array, g: Array):
-    """``(dx, dbeta)`` through the CPU kernel (base ``"swish"``, one term: ``a = beta``; the
-    kernel does not read ``b``)."""
-    dx, sb, _ = kernel_vjp.sums("swish", x, g, beta[..., None], beta[..., None])
+    """``(dx, dbeta)`` through the CPU kernel's Swish form (one term: ``a = beta``; the kernel
+    does not read ``b``)."""
+    dx, sb, _ = kernel_vjp.sums(SWISH_FAMILY.kernel, x, g, beta[..., None], beta[..., None])
     return dx, sb[..., 0].astype(beta.dtype)
 
 
@@ -91,8 +92,9 @@ class Swish(Activation):
     Args:
       features_shape: per-example feature shape, channels last; needed unless
         ``sharing="shared"``.
-      sharing: ``"channel"`` (default, one beta per channel like PReLU's alpha), ``"element"``,
-        ``"shared"`` or a tuple of feature axes.
+      sharing: ``"channel"`` (the record's default, one beta per channel like PReLU's alpha),
+        ``"element"``, ``"shared"`` or a tuple of feature axes; ``None`` (the default) takes the
+        record's ``default_sharing``.
       beta_init: initial beta (default 1.0, i.e. SiLU, as in Ramachandran et al. 2017), a scalar,
         an array of the parameter shape or an initializer ``init(key, shape, dtype)``.
       param_dtype: dtype of beta.
@@ -108,7 +110,7 @@ class Swish(Activation):
         self,
         features_shape=None,
         *,
-        sharing: Sharing = "channel",
+        sharing: Sharing | None = None,
         beta_init: InitLike = SWISH_BETA_INIT,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs | None = None,
@@ -135,4 +137,6 @@ SWISH_FAMILY = ActivationFamily(
     module=Swish,
     to_numpy=_to_numpy,
     fit_starts=lambda rng, interval, r: (rng.uniform(0.0, 2.0, 1),),
+    # ``enum BaseId``'s kSwish in ``cpaf_jax/ops/kernels/cpaf_cpu.cc``: one term (beta), float32.
+    kernel=kernel_vjp.KernelSpec(base_id=5, max_k=1),
 )

@@ -6,7 +6,10 @@ each finished command's members to ``docs/reproduction/runs.csv``. With ``--resu
 whose ``results.json`` holds every member is skipped and an interrupted one continues from its
 last epoch checkpoint (so a stage can be stopped and restarted); without it a
 command's folder is replaced once the new run finishes. ``final`` trains each row at the rate
-chosen by ``tune`` (read from runs.csv) and at the paper's 1e-3.
+chosen by ``tune`` (read from runs.csv) and at the paper's 1e-3. ``--stage
+retune|final_retuned|long`` run the stages derived from runs.csv
+(``cpaf_jax.experiments.retuning``): re-tuning on a wider grid, the final rows' missing seeds at
+the re-tuned rates, 30-epoch training; run them in that order (each reads the one before).
 
 ``--report-only`` writes REPRODUCTION.md from runs.csv alone. ``--plan`` prints the commands.
 ``--seeds``, ``--epochs``, ``--train-subset`` and ``--validation`` override every row, for quick
@@ -25,6 +28,7 @@ import sys
 from cpaf_jax.experiments import runs_csv
 from cpaf_jax.experiments.reproduction_plan import PAPER_LR, STAGES, Row, stage_rows
 from cpaf_jax.experiments.reproduction_report import cifar_cost, render
+from cpaf_jax.experiments.retuning import DERIVED_STAGES, derived_rows
 
 __all__ = ["cifar_cost", "main", "stage_commands"]
 
@@ -52,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--stage", choices=STAGES, help="the stage to run")
+    what.add_argument("--stage", choices=STAGES + DERIVED_STAGES, help="the stage to run")
     what.add_argument("--report-only", action="store_true", help="write REPRODUCTION.md only")
     p.add_argument("--resume", action="store_true", help="skip finished, continue interrupted")
     p.add_argument("--plan", action="store_true", help="print the stage's commands and exit")
@@ -89,9 +93,18 @@ def _final_lrs(rows: list[Row], csv_path: str) -> dict[str, tuple[float, ...]]:
     return {r.label: tuple(sorted({float(chosen[r.label]), PAPER_LR})) for r in rows}
 
 
+def _plan_rows(args: argparse.Namespace) -> list[Row]:
+    if args.stage not in DERIVED_STAGES:
+        return stage_rows(args.stage)
+    try:
+        return derived_rows(args.stage, runs_csv.read(args.csv))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def stage_commands(args: argparse.Namespace) -> list[tuple[Row, list[str]]]:
     """``(row, argv)`` of every command of ``args.stage`` (``--only`` rows), overrides applied."""
-    rows = [_overridden(r, args) for r in stage_rows(args.stage)]
+    rows = [_overridden(r, args) for r in _plan_rows(args)]
     if args.only:
         wanted = set(args.only.split(","))
         unknown = wanted - {r.label for r in rows}
@@ -102,8 +115,7 @@ def stage_commands(args: argparse.Namespace) -> list[tuple[Row, list[str]]]:
     lrs = _final_lrs(rows, args.csv) if args.stage == "final" else {}
     out = []
     for row in rows:
-        folder = os.path.join(args.out, row.stage, row.label)
-        argv = row.argv(folder, lrs.get(row.label))
+        argv = row.argv(row.folder(args.out), lrs.get(row.label))
         if args.train_subset:
             argv += ["--train-subset", str(args.train_subset)]
         out.append((row, argv + (["--no-progress"] if args.no_progress else [])))
@@ -131,9 +143,9 @@ def run_stage(args: argparse.Namespace) -> int:
     from cpaf_jax.experiments.cli import main as train_main
 
     for row, argv in stage_commands(args):
-        folder = os.path.join(args.out, row.stage, row.label)
+        folder = row.folder(args.out)
         if args.resume and finished(folder, row, _n_lrs(argv)):
-            print(f"== finished, skipped: {row.stage}/{row.label}", file=sys.stderr)
+            print(f"== finished, skipped: {os.path.relpath(folder, args.out)}", file=sys.stderr)
         else:
             again = ["--resume"] if args.resume else []
             if not args.resume and os.path.isdir(folder):
@@ -142,7 +154,7 @@ def run_stage(args: argparse.Namespace) -> int:
             rc = train_main(argv + again)
             if rc != 0:
                 return rc
-        runs_csv.collect(args.csv, args.out, row.stage, [row.label])
+        runs_csv.collect(args.csv, row.root(args.out), row.stage, [row.label])
     print(f"stage {args.stage} done; per-member results in {args.csv}", file=sys.stderr)
     return 0
 

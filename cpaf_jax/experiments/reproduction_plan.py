@@ -13,13 +13,16 @@ Stages (``python -m train reproduce --stage X``):
 * ``features``: 4.1's network on Fashion-MNIST (MNIST cannot be downloaded here), with a
   PReLU row.
 
-A row is one command writing ``<out>/<stage>/<label>/``; its activation trains in the
-folder's ``<activation>/`` with per-epoch checkpoints, so ``--resume`` continues it.
+A row is one command writing ``<out>/<stage>/<label>/`` (``<out>/<part>/<stage>/<label>/`` for a
+row with a ``part``); its activation trains in the folder's ``<activation>/`` with per-epoch
+checkpoints, so ``--resume`` continues it. The stages derived from runs.csv (re-tuning on a wider
+grid, more seeds, longer training) are in ``cpaf_jax.experiments.retuning``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 TUNE_LRS = (3e-4, 1e-3, 3e-3)
 PAPER_LR = 1e-3
@@ -73,9 +76,13 @@ class Row:
       stage, label: the folder ``<stage>/<label>`` and the row's name in the tables.
       experiment, activation: what ``python -m train`` trains.
       seeds, epochs: per member. lrs: the learning rates swept (empty: chosen at run time).
+      first_seed: the members' seeds are ``first_seed .. first_seed + seeds - 1`` (a seed's
+        value, not its position, sets the initial weights and the data order).
       k, sharing, width: ``--k``, ``--sharing``, ``--width`` (``None``: not given).
       validation: ``--validation`` images (``None``: scored on the test set).
       dataset: ``--dataset`` (``None``: the experiment's).
+      part: a subfolder of ``out`` for rows that share a stage and label (more seeds, another
+        rate); ``""``: none.
     """
 
     stage: str
@@ -90,6 +97,27 @@ class Row:
     width: float | None = None
     validation: int | None = None
     dataset: str | None = None
+    first_seed: int = 0
+    part: str = ""
+
+    def root(self, out: str) -> str:
+        """The folder holding ``<stage>/<label>/``: ``out``, or ``out/<part>``."""
+        return os.path.join(out, self.part) if self.part else out
+
+    def folder(self, out: str) -> str:
+        """The command's ``--out``: ``<root>/<stage>/<label>``."""
+        return os.path.join(self.root(out), self.stage, self.label)
+
+    def seed_values(self) -> tuple[int, ...]:
+        """The members' seeds."""
+        return tuple(range(self.first_seed, self.first_seed + self.seeds))
+
+    def _seed_argv(self) -> list[str]:
+        if self.first_seed == 0:
+            return ["--seeds", str(self.seeds)]
+        if self.seeds == 1:  # one number after --seeds is a count
+            return ["--seed", str(self.first_seed)]
+        return ["--seeds", ",".join(str(s) for s in self.seed_values())]
 
     def argv(self, out: str, lrs: tuple[float, ...] | None = None) -> list[str]:
         """The command's arguments (after ``python -m train``), writing into ``out``."""
@@ -99,7 +127,7 @@ class Row:
         rate = (
             ["--lr", f"{lrs[0]:g}"] if len(lrs) == 1 else ["--lrs", ",".join(f"{r:g}" for r in lrs)]
         )  # noqa: E501
-        argv = [self.experiment, "--activations", self.activation, "--seeds", str(self.seeds)]
+        argv = [self.experiment, "--activations", self.activation, *self._seed_argv()]
         argv += ["--epochs", str(self.epochs), *rate, "--eval-every", "0", "--no-plots"]
         options = (
             ("--k", self.k),
@@ -114,7 +142,7 @@ class Row:
         return argv + ["--out", out]
 
 
-def _fashion_rows(stage: str, seeds_of, **kw) -> list[Row]:
+def fashion_rows(stage: str, seeds_of, **kw) -> list[Row]:
     """4.2's rows: the main and extra activations, the controls and the matched baselines."""
     rows = [Row(stage, a, "fashion_mnist", a, seeds_of(a), **kw) for a in MAIN + EXTRA]
     for a in ("cpaf_sigmoid_frozen", "cpaf_relu_frozen", "relu_bias"):
@@ -159,10 +187,10 @@ def stage_rows(stage: str) -> list[Row]:
       ValueError: an unknown stage, listing the known ones.
     """
     if stage == "tune":
-        return _fashion_rows(stage, lambda a: TUNE_SEEDS, lrs=TUNE_LRS,
+        return fashion_rows(stage, lambda a: TUNE_SEEDS, lrs=TUNE_LRS,
                              validation=VALIDATION_IMAGES)  # fmt: skip
     if stage == "final":
-        return _fashion_rows(stage, final_seeds)
+        return fashion_rows(stage, final_seeds)
     if stage == "ablation":
         return [
             Row(

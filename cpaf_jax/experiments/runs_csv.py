@@ -108,7 +108,7 @@ def read(path: str) -> list[dict]:
 
 
 def _order(row: dict) -> tuple:
-    from cpaf_jax.experiments.reproduction_plan import STAGES
+    from cpaf_jax.experiments.retuning import CSV_STAGES as STAGES
 
     stage = STAGES.index(row["stage"]) if row["stage"] in STAGES else len(STAGES)
     return (stage, row["label"], float(row["lr"] or 0), int(row["seed"]))

@@ -1,5 +1,6 @@
-"""The one-pass CPU backward of CPAF, APL, PAU and Swish (``kernels/cpaf_cpu.cc``): built on
-first use, called through ``jax.ffi`` (by ``cpaf_jax.ops.kernel_vjp``).
+"""The one-pass CPU backward of CPAF and of the activations whose records name a form of it
+(``kernels/cpaf_cpu.cc``): built on first use, called through ``jax.ffi`` (by
+``cpaf_jax.ops.kernel_vjp``).
 
 The kernel reads ``y`` and the cotangent once, writes the input cotangent and accumulates the
 parameter sums (2k for CPAF) in the same pass, with rows split over XLA's intra-op thread pool: the
@@ -36,10 +37,12 @@ Array = jax.Array
 
 TARGET = "cpaf_jax_cpaf_backward_f32"
 SOURCE = Path(__file__).parent / "kernels" / "cpaf_cpu.cc"
-#: Base ids of the kernel (``enum BaseId`` in the source): CPAF's built-in bases, APL's hinges
-#: ``relu(b_s - y)`` with its fixed ``relu(y)``, and PAU's rational function (``a``: ``p``,
-#: ``b``: ``|q|``; see ``cpaf_jax.ops.kernel_vjp`` and ``kernels/cpaf_cpu.cc``).
-BASE_IDS = {"relu": 0, "sigmoid": 1, "tanh": 2, "apl": 3, "pau": 4, "swish": 5}
+#: Base ids of CPAF's built-in bases in the kernel (``enum BaseId`` in the source). The
+#: kernel's other forms are named, with their limits, by the activation families that use them
+#: (``ActivationFamily.kernel``, a ``cpaf_jax.ops.kernel_vjp.KernelSpec``).
+BASE_IDS = {"relu": 0, "sigmoid": 1, "tanh": 2}
+#: Number of base ids the kernel knows (``enum BaseId``: 0 .. NUM_BASE_IDS - 1).
+NUM_BASE_IDS = 6
 MAX_K = 8
 #: Upper bound on the chunks a call splits into (the pool's size bounds it too).
 _MAX_THREADS = 64
@@ -135,22 +138,20 @@ def available() -> bool:
     return _state["error"] is None
 
 
-def supports(base_name: str, k: int, dtype) -> bool:
-    """Whether the kernel computes this case: a kernel base (``BASE_IDS``), ``1 <= k <= 8``,
-    float32."""
-    most = 1 if base_name == "swish" else MAX_K
-    return base_name in BASE_IDS and 1 <= k <= most and jnp.dtype(dtype) == jnp.float32
+def supports(base_id: int, k: int, dtype) -> bool:
+    """Whether the kernel computes this case: a base id of the kernel, ``1 <= k <= 8``,
+    float32 (a form's own limits are its ``KernelSpec``'s)."""
+    return 0 <= base_id < NUM_BASE_IDS and 1 <= k <= MAX_K and jnp.dtype(dtype) == jnp.float32
 
 
-def backward(y: Array, g: Array, a: Array, b: Array, base_name: str) -> tuple[Array, Array, Array]:
+def backward(y: Array, g: Array, a: Array, b: Array, base_id: int) -> tuple[Array, Array, Array]:
     """The kernel: input cotangent and the per-term sums over rows, on CPU.
 
     Args:
       y, g: ``[R, M]`` float32, the input and the output cotangent in the row view.
       a, b: ``[k, M]`` float32, the parameters laid out along a row (terms first).
-      base_name: ``"relu"``, ``"sigmoid"``, ``"tanh"``, ``"apl"`` (``f(u) = relu(-u)``,
-        offset 0, and ``[y > 0]`` added inside the sum of ``dy``), ``"pau"`` or ``"swish"``
-        (other sums: see ``kernels/cpaf_cpu.cc``).
+      base_id: the kernel's form: a value of ``BASE_IDS`` (a CPAF base) or a family's
+        ``KernelSpec.base_id`` (other sums: see ``kernels/cpaf_cpu.cc``).
 
     Returns:
       ``(dy, sa, sd)``: ``dy = g * sum_i a_i f'(y - b_i)`` of shape ``[R, M]``;
@@ -164,4 +165,4 @@ def backward(y: Array, g: Array, a: Array, b: Array, base_name: str) -> tuple[Ar
         jax.ShapeDtypeStruct(a.shape, jnp.float32),
     )
     call = jax.ffi.ffi_call(TARGET, out, vmap_method="broadcast_all")
-    return call(y, g, a, b, base=BASE_IDS[base_name], max_threads=_MAX_THREADS)
+    return call(y, g, a, b, base=int(base_id), max_threads=_MAX_THREADS)

@@ -274,7 +274,7 @@ def _kernel_applies(base: Base, y: Array, a: Array) -> bool:
     """Whether the CPU kernel computes this backward: a built-in base and the conditions of
     ``kernel_vjp.applies``."""
     return base is BASES.get(base.name) and kernel_vjp.applies(
-        base.name, y, a, _compute_dtype(y, a)
+        kernel_vjp.base_spec(base.name), y, a, _compute_dtype(y, a)
     )
 
 
@@ -290,7 +290,7 @@ def _cpaf_custom_bwd(base, res, g):
 def _backwards_of(base: Base):
     """``(kernel backward, XLA backward)`` with ``base`` bound, ``(y, a, b, g) -> (dy, da,
     db)``: one pair of objects per base, so jit's caches see one key."""
-    kernel = functools.partial(kernel_vjp.terms_backward, base.name)
+    kernel = functools.partial(kernel_vjp.terms_backward, kernel_vjp.base_spec(base.name))
     return kernel, functools.partial(_xla_bwd, base)
 
 

@@ -16,8 +16,8 @@ the bias gradient over the full-size cotangent. Fused:
   vectorise the sums (``_per_element_bwd``).
 * ``activation_max_pool_2x2`` asks the activation module: a module of an activation family
   (``cpaf_jax.activations.family.Activation``) uses its family's fused form (CPAF goes through
-  ``cpaf_max_pool_2x2``; ReLU, sigmoid, tanh and ELU, nondecreasing so ``max`` commutes with
-  them, pool first and activate a quarter of the elements); anything else is composed.
+  ``cpaf_max_pool_2x2``; nondecreasing parameter-free functions, with which ``max`` commutes,
+  pool first and activate a quarter of the elements); anything else is composed.
 
 Section 3b of ``BENCHMARKS.md`` (``python -m benchmarks``) builds the Fashion-MNIST network of
 4.2 both ways (``fuse_pooling=False`` composes) and gives the step time and compiled memory of
@@ -301,8 +301,8 @@ def activation_max_pool_2x2(act, y: Array, bias: Array | None = None) -> Array:
 
     A module with a ``max_pool_2x2(y, bias)`` method (every activation family's module; see
     ``cpaf_jax.activations.family.ActivationFamily.pool``) computes it its own way: CPAF with
-    the default implementation through ``cpaf_max_pool_2x2``, ReLU, sigmoid, tanh and ELU with
-    ``alpha >= 0`` by pooling first. Anything else (any callable) is composed.
+    the default implementation through ``cpaf_max_pool_2x2``, nondecreasing parameter-free
+    functions by pooling first. Anything else (any callable) is composed.
 
     Args:
       act: an activation module (``cpaf_jax.activation(...)``) or any callable.

@@ -18,8 +18,9 @@ Every function here is exact (sums in another order: float rounding only) and di
 ``python -m benchmarks --only activation`` measures the layer built on them (section 1).
 
 ``unbroadcast_many`` serves any parametric activation's parameter gradients from its list of
-per-element products and the parameter's shape. On CPU, CPAF, APL, PAU and Swish compute theirs
-in the one-pass kernel instead (``cpaf_jax.ops.kernel_vjp``), which uses ``row_plan``'s view.
+per-element products and the parameter's shape. On CPU, CPAF and the activations whose records
+name a form of the one-pass kernel compute theirs in it instead (``cpaf_jax.ops.kernel_vjp``),
+which uses ``row_plan``'s view.
 """
 
 from __future__ import annotations

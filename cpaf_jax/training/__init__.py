@@ -4,10 +4,8 @@
 ``fit`` (one model) and ``run_sweep`` (one of the paper's networks) are the same engine.
 """
 
+from cpaf_jax._deprecation import deprecated_getattr
 from cpaf_jax.training.checkpoints import ResumeMismatch as ResumeMismatch
-from cpaf_jax.training.engine import FitConfig as FitConfig
-from cpaf_jax.training.engine import SweepMember as SweepMember
-from cpaf_jax.training.engine import SweepResult as SweepResult
 from cpaf_jax.training.engine import TrainConfig as TrainConfig
 from cpaf_jax.training.engine import evaluate as evaluate
 from cpaf_jax.training.engine import fit as fit
@@ -22,7 +20,18 @@ from cpaf_jax.training.optim import grouped_optimizer as grouped_optimizer
 from cpaf_jax.training.optim import make_optimizer as make_optimizer
 from cpaf_jax.training.records import TrainingDiverged as TrainingDiverged
 from cpaf_jax.training.records import activation_summary as activation_summary
-from cpaf_jax.training.results import FitResult as FitResult
 from cpaf_jax.training.results import RunView as RunView
 from cpaf_jax.training.results import TrainResult as TrainResult
 from cpaf_jax.training.test_set import pad_eval as pad_eval
+
+# Names of earlier releases: each resolves for one more release with a DeprecationWarning
+# naming its replacement (optax's way).
+_DEPRECATED = {
+    "FitConfig": ("cpaf_jax.training.engine", "TrainConfig", "cpaf_jax.training.TrainConfig"),
+    "SweepMember": ("cpaf_jax.training.members", "Member", "cpaf_jax.training.Member"),
+    "SweepResult": ("cpaf_jax.training.results", "TrainResult", "cpaf_jax.training.TrainResult"),
+    "FitResult": ("cpaf_jax.training.results", "RunView", "cpaf_jax.training.RunView"),
+}
+
+
+__getattr__ = deprecated_getattr(__name__, _DEPRECATED)

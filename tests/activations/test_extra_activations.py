@@ -3,6 +3,8 @@ sharing mode; PAU's denominator; modules, registry and input checks."""
 
 from __future__ import annotations
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,8 +12,13 @@ import pytest
 from flax import nnx
 
 import cpaf_jax
-import cpaf_jax.activations.extra as ea
+from cpaf_jax.activations import apl as _apl
+from cpaf_jax.activations import pau as _pau
+from cpaf_jax.activations import swish as _swish
 from cpaf_jax.ops.sharing import param_shape
+
+# The three families' modules as one namespace (what cpaf_jax.activations.extra was).
+ea = types.SimpleNamespace(**{**vars(_apl), **vars(_pau), **vars(_swish)})
 
 FEATURES = (4, 5, 3)  # per-example (H, W, C)
 BATCH = 2
@@ -299,8 +306,8 @@ def test_registry_builds_all_three():
     assert isinstance(apl_m, ea.APL) and apl_m.a.shape == (3, 4)
     pau_m = cpaf_jax.activation("pau", FEATURES, sharing="shared")
     assert isinstance(pau_m, ea.PAU) and pau_m.q.shape == (4,)
-    swish_m = cpaf_jax.activation("swish", FEATURES)  # the registry's default: per element
-    assert isinstance(swish_m, ea.Swish) and swish_m.beta.shape == FEATURES
+    swish_m = cpaf_jax.activation("swish", FEATURES)  # the record's default: per channel
+    assert isinstance(swish_m, ea.Swish) and swish_m.beta.shape == FEATURES[-1:]
     y = jnp.ones((BATCH, *FEATURES))
     for mod in (apl_m, pau_m, swish_m):
         assert mod(y).shape == y.shape

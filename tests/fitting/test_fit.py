@@ -11,9 +11,10 @@ import pytest
 import cpaf_jax
 import cpaf_jax.activations.pau as pau_family
 import cpaf_jax.activations.swish as swish_family
-from cpaf_jax import CurveFit, fit_activation, fit_curve, fit_initializer
+from cpaf_jax import CurveFit, family, fit_curve
 
 GRID = np.linspace(-3.0, 3.0, 512, dtype=np.float32)  # fit_curve's default grid
+SIGMOID = family("cpaf_sigmoid")
 
 
 def np_sigmoid(u):
@@ -37,7 +38,7 @@ def np_pau(x, p, q):
 
 @pytest.fixture(scope="module")
 def tanh_fit() -> CurveFit:
-    return fit_activation("tanh", k=4, base="sigmoid", interval=(-3, 3))
+    return fit_curve("tanh", family("cpaf_sigmoid"), (-3, 3), k=4)
 
 
 def test_cpaf_sigmoid_k4_fits_tanh(tanh_fit):
@@ -56,7 +57,7 @@ def test_cpaf_sigmoid_k4_fits_tanh(tanh_fit):
 def test_cpaf_relu_k2_fits_relu_exactly():
     # relu(y) = 1 * (relu(y - 0) - 1/2) + (-1) * (relu(y - b2) - 1/2) for any b2 >= 3: the
     # second term is the constant +1/2 on [-3, 3]. Exact up to float32 rounding.
-    res = fit_activation("relu", k=2, base="relu")
+    res = fit_curve("relu", family("cpaf_relu"), k=2)
     a, b = res.params["a"], res.params["b"]
     err = np.abs(np_cpaf_relu(GRID.astype(np.float64), a, b) - np.maximum(GRID, 0))
     assert res.max_error < 1e-5 and err.max() < 1e-5
@@ -67,7 +68,7 @@ def test_cpaf_relu_k2_fits_relu_exactly():
 
 
 def test_pau_fits_leaky_relu_and_relu():
-    res = fit_activation("leaky_relu", family="pau")
+    res = fit_curve("leaky_relu", family("pau"))
     p, q = res.params["p"], res.params["q"]
     assert p.shape == (6,) and q.shape == (4,)
     target = np.where(GRID > 0, GRID, 0.01 * GRID)
@@ -75,15 +76,17 @@ def test_pau_fits_leaky_relu_and_relu():
     # Starts from the published coefficients (error 0.0336 on this interval) and improves.
     assert err < 0.0336 and res.max_error < 0.0336
     np.testing.assert_allclose(err, res.max_error, atol=1e-4)
-    res_relu = fit_activation("relu", family="pau")
+    res_relu = fit_curve("relu", family("pau"))
     assert res_relu.max_error < 0.05
     assert np.abs(np_pau(GRID, **res_relu.params) - np.maximum(GRID, 0)).max() < 0.05
 
 
 def test_fitted_initializer_reproduces_the_curve(tanh_fit):
-    a, b = fit_initializer("tanh", k=4, base="sigmoid")
-    np.testing.assert_array_equal(a, tanh_fit.params["a"])  # deterministic, cached solver
-    act = cpaf_jax.CPAF((7, 3), k=4, base="sigmoid", a_init=a, b_init=b)
+    inits = fit_curve("tanh", family("cpaf_sigmoid"), k=4).init_kwargs()
+    assert set(inits) == {"a_init", "b_init"}
+    # Deterministic (a cached solver).
+    np.testing.assert_array_equal(inits["a_init"], tanh_fit.params["a"])
+    act = cpaf_jax.CPAF((7, 3), k=4, base="sigmoid", **inits)
     assert act.a.shape == (7, 3, 4)
     y = jnp.broadcast_to(jnp.asarray(GRID).reshape(-1, 1, 1), (512, 7, 3))
     out = np.asarray(act(y))
@@ -95,12 +98,12 @@ def test_fitted_initializer_reproduces_the_curve(tanh_fit):
 
 
 def test_fitted_pau_and_swish_modules_reproduce():
-    p, q = fit_initializer("gelu", family="pau")
-    act = pau_family.PAU((5,), sharing="channel", p_init=p, q_init=q)
+    inits = fit_curve("gelu", family("pau")).init_kwargs()
+    act = pau_family.PAU((5,), sharing="channel", **inits)
     x = jnp.broadcast_to(jnp.asarray(GRID)[:, None], (512, 5))
     gelu = jax.nn.gelu(x, approximate=False)
     assert float(jnp.abs(act(x) - gelu).max()) < 0.02
-    res = fit_activation("gelu", family="swish")
+    res = fit_curve("gelu", family("swish"))
     assert res.params["beta"].shape == ()
     assert 1.4 < float(res.params["beta"]) < 2.0  # gelu(x) ~ x sigmoid(1.702 x)
     act = swish_family.Swish((5,), **res.init_kwargs())
@@ -108,13 +111,13 @@ def test_fitted_pau_and_swish_modules_reproduce():
 
 
 def test_other_families_and_callable_targets():
-    res = fit_activation("elu", k=3, family="apl")
+    res = fit_curve("elu", family("apl"), hinges=3)
     assert res.family.name == "apl" and res.params["a"].shape == (3,) and res.max_error < 0.05
     # NumPy callables work too. |x| needs 3 ReLU-base terms: the left slope -1 from a term
     # parked at b <= -3, the kink at 0, and a constant from a term parked at b >= 3.
-    res = fit_activation(lambda x: np.abs(x), k=3, family="cpaf_relu")
+    res = fit_curve(lambda x: np.abs(x), family("cpaf_relu"), k=3)
     assert res.family.name == "cpaf_relu" and res.max_error < 1e-4
-    res = fit_activation("leaky_relu", family="prelu")
+    res = fit_curve("leaky_relu", family("prelu"))
     assert float(res.params["alpha"]) == pytest.approx(0.01, abs=1e-5)
 
 
@@ -129,24 +132,25 @@ def test_pau_default_init_for_other_degrees_is_a_fit():
 
 def test_fit_rejects_bad_arguments():
     with pytest.raises(ValueError, match="unknown target"):
-        fit_activation("softsign")
+        fit_curve("softsign", SIGMOID)
     with pytest.raises(ValueError, match="unknown activation"):
-        fit_activation("tanh", family="maxout")
+        fit_curve("tanh", family("maxout"))
     with pytest.raises(ValueError, match="interval"):
-        fit_activation("tanh", interval=(1.0, -1.0))
+        fit_curve("tanh", SIGMOID, (1.0, -1.0))
     with pytest.raises(ValueError, match="k must be"):
-        fit_activation("tanh", k=0)
+        fit_curve("tanh", SIGMOID, k=0)
     with pytest.raises(ValueError, match="elementwise"):
-        fit_activation(lambda x: x[:3])
+        fit_curve(lambda x: x[:3], SIGMOID)
     with pytest.raises(ValueError, match="not finite"):
-        fit_activation(lambda x: jnp.log(x))
+        fit_curve(lambda x: jnp.log(x), SIGMOID)
     with pytest.raises(ValueError, match="unknown CPAF base"):
-        fit_activation("tanh", base="softsign")
+        fit_curve("tanh", cpaf_jax.cpaf_family("softsign"))
 
 
 def test_fit_curve_takes_the_family_record(tanh_fit):
-    # By record, as by name: the same deterministic fit, and the learned ELU's alpha.
-    res = fit_curve("tanh", cpaf_jax.family("cpaf_sigmoid"), k=4)
+    # The record of any base, as the registered one: the same deterministic fit; and the learned
+    # ELU's alpha.
+    res = fit_curve("tanh", cpaf_jax.cpaf_family("sigmoid"), k=4)
     np.testing.assert_array_equal(res.params["a"], tanh_fit.params["a"])
     assert res.options == {"k": 4}
     res = fit_curve(lambda x: jax.nn.elu(x, 0.5), cpaf_jax.family("elu_learned"))
@@ -155,3 +159,12 @@ def test_fit_curve_takes_the_family_record(tanh_fit):
         fit_curve("tanh", cpaf_jax.family("relu"))
     with pytest.raises(TypeError, match="unexpected argument"):
         fit_curve("tanh", cpaf_jax.family("pau"), k=3)
+
+
+@pytest.mark.parametrize("old", ["fit_activation", "fit_initializer"])
+def test_the_old_fitting_names_warn_and_give_fit_curves_values(tanh_fit, old):
+    with pytest.warns(DeprecationWarning, match=r"cpaf_jax\.fit_curve"):
+        fn = getattr(cpaf_jax, old)
+    res = fn("tanh", k=4, base="sigmoid")
+    a = res.params["a"] if old == "fit_activation" else res[0]
+    np.testing.assert_array_equal(a, tanh_fit.params["a"])
