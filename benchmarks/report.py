@@ -38,7 +38,7 @@ def _spread(r: dict, key: str, lo: str = "ratio_lo", hi: str = "ratio_hi") -> st
 
 
 def goals(sections: dict) -> list[list[str]]:
-    """Issue 18's goals against what the run measured: ``[measure, measured, goal]`` rows."""
+    """The performance goals against what the run measured: ``[measure, measured, goal]`` rows."""
     out = []
     lt = sections.get("layer_table")
     if lt:
@@ -118,7 +118,7 @@ def _layer_table(lt: dict) -> list[str]:
     ]
     g = goals({"layer_table": lt})
     if g:
-        out += [_table(["goal (issue 18)", "measured", "target"], g), ""]
+        out += [_table(["goal", "measured", "target"], g), ""]
     return out
 
 
@@ -158,7 +158,7 @@ def _user_network(un: dict) -> list[str]:
     ]
     g = goals({"user_network": un})
     if g:
-        out += [_table(["goal (issue 18)", "measured", "target"], g), ""]
+        out += [_table(["goal", "measured", "target"], g), ""]
     return out
 
 

@@ -140,7 +140,7 @@ class FashionNet(nnx.Module):
     Args: as ``MnistFeatureNet``, plus ``hidden``, the width of the dense layer, and
     ``width``, a multiplier of every layer's width (conv channels 16, 32, 4 and ``hidden``,
     each rounded to a whole number >= 1): ``width > 1`` is the wider baseline whose weight
-    count matches a network with per-element activation parameters (issue 17; see
+    count matches a network with per-element activation parameters (see
     ``cpaf_jax.experiments.reproduction_plan.WIDE_RELU_WIDTH``).
     """
 

@@ -26,6 +26,10 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    # MathJax 3 bundled into _static/mathjax (the docs extra's sphinx-mathjax-offline): the
+    # equations render without a network connection. tests/test_rendered_docs.py checks that
+    # no page loads a script from the network.
+    "sphinx-mathjax-offline",
     "sphinx.ext.viewcode",
     "myst_nb",
 ]
@@ -33,15 +37,11 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
 exclude_patterns = ["_build", "reproduction", "cli_intro.md", "**.ipynb_checkpoints", "jupyter_execute"]
 templates_path = ["_templates"]
 
-# API reference: every public module of cpaf_jax and train, each object documented once, on
-# the page of the module that defines it (re-exports in __init__ are skipped).
-autosummary_generate = True
-autosummary_ignore_module_all = True
-autosummary_imported_members = False
+# API reference: the public names, by task (docs/api/*.md), each documented under the name a
+# user imports (``cpaf_jax.cpaf``, ``cpaf_jax.training.train``); module internals stay out.
 autodoc_default_options = {
     "members": True,
     "show-inheritance": True,
-    "ignore-module-all": True,
     "member-order": "bysource",
 }
 autodoc_typehints = "signature"
@@ -49,6 +49,29 @@ autodoc_member_order = "bysource"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+
+# An autosummary table shows a docstring's first sentence: "(Eq. 7-9)" is not a sentence end.
+from sphinx.ext import autosummary as _autosummary  # noqa: E402
+
+_autosummary.WELL_KNOWN_ABBREVIATIONS = (
+    *_autosummary.WELL_KNOWN_ABBREVIATIONS,
+    "Eq.",
+    "Eqs.",
+    "Fig.",
+    "Figs.",
+    "Sec.",
+    "cf.",
+)
+_extract_summary = _autosummary.extract_summary
+
+
+def _summary(doc, settings) -> str:
+    """Autosummary's first sentence, without the ``::`` of a literal block that follows it."""
+    text = _extract_summary(doc, settings)
+    return text[: -len("::.")] + "." if text.endswith("::.") else text
+
+
+_autosummary.extract_summary = _summary
 
 # Tutorials: executed at every build; a failing cell fails the build.
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "substitution"]
@@ -70,15 +93,15 @@ html_static_path: list[str] = []
 
 
 def _write_cli_reference() -> None:
-    """``python -m train`` help texts, captured at build time into ``generated/cli.md``."""
+    """``cpaf-train`` help texts, captured at build time into ``generated/cpaf-train.md``."""
     out = DOCS / "generated"
     out.mkdir(exist_ok=True)
     env = dict(os.environ, COLUMNS="100", JAX_PLATFORMS="cpu")
     parts = [(DOCS / "cli_intro.md").read_text()]
     for title, args in (
-        ("python -m train", ["--help"]),
-        ("python -m train reproduce", ["reproduce", "--help"]),
-        ("python -m train inspect", ["inspect", "--help"]),
+        ("cpaf-train", ["--help"]),
+        ("cpaf-train reproduce", ["reproduce", "--help"]),
+        ("cpaf-train inspect", ["inspect", "--help"]),
     ):
         text = subprocess.run(
             [sys.executable, "-m", "train", *args],
@@ -89,7 +112,7 @@ def _write_cli_reference() -> None:
             check=True,
         ).stdout
         parts.append(f"## `{title}`\n\n```text\n{text.rstrip()}\n```\n")
-    (out / "cli.md").write_text("\n".join(parts))
+    (out / "cpaf-train.md").write_text("\n".join(parts))
 
 
 _write_cli_reference()

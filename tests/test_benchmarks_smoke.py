@@ -68,7 +68,7 @@ def test_benchmark_suite_smoke(tmp_path):
     )
     assert all(r["memory"] > 0 for r in user)
     assert [r for r in user if r["activation"] == "relu"][0]["mem_ratio"] == 1.0
-    assert "goal (issue 18)" in md
+    assert "| goal | measured | target |" in md
     names = {r["name"] for r in sections["activation"]["rows"]}
     assert {"relu", "prelu", "elu", "sigmoid", "tanh"} <= names
     assert any(n.startswith("cpaf_relu") for n in names)

@@ -26,3 +26,19 @@ def test_readme_gives_exactly_two_setup_commands():
     assert commands == ["scripts/main.sh", "scripts/test.sh"]
     for cmd in commands:
         assert (README.parent / cmd).is_file()
+
+
+def test_readme_is_short_and_says_what_the_commands_cost():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 150, "README.md is a front page: move reference to docs/"
+    (block,) = python_blocks()
+    assert len(block.strip().splitlines()) <= 25
+    section = text.split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"scripts/main\.sh[^.]*about \d+ minutes", section, flags=re.S)
+    assert re.search(r"scripts/test\.sh[^.]*about \d+ minutes", section, flags=re.S)
+
+
+def test_readme_links_resolve():
+    for target in re.findall(r"\]\(([^)#]+)\)", README.read_text()):
+        if not target.startswith("http"):
+            assert (README.parent / target).exists(), target

@@ -1,4 +1,4 @@
-"""Control activations for the reproduction (issue 17): what CPAF's gains could be besides
+"""Control activations for the reproduction: what CPAF's gains could be besides
 learning (a, b).
 
 * ``cpaf_sigmoid_frozen``, ``cpaf_relu_frozen``: CPAF (Eq. 7-9) with (a, b) held at their

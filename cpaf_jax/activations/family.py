@@ -211,7 +211,7 @@ class Activation(nnx.Module):
         takes the family's default.
       param_dtype: dtype of the parameters (the input keeps its own dtype).
       rngs: used only by callable initializers. Constant initial values draw no key, so a
-        network's other weights do not depend on which activation it uses (issue 17).
+        network's other weights do not depend on which activation it uses.
       **kwargs: the family's options (e.g. ``k``) and ``<param>_init`` values: ``None`` for the
         family's default, a scalar, a coefficient-shaped sequence, an array broadcasting to the
         parameter shape, or an initializer ``init(key, shape, dtype)``.

@@ -35,7 +35,7 @@ def default_terms(base: Base, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Default ``(a, b)`` per term for a base: Table 1 at k = 2, its extension otherwise.
 
     For k != 2 every scale is Table 1's times ``2 / k``, so ``sum_i a_i`` stays Table 1's
-    ``2 A`` (issue 17, part 7). That sum is what sets the initial function's size: with the ReLU
+    ``2 A``. That sum is what sets the initial function's size: with the ReLU
     base it is the slope right of every location (2 at any k; giving every term ``a_i = 1``
     made it k, and k >= 3 diverged in the ablation), with the sigmoid base the range
     ``(-A, A)`` (Eq. 2: each term spans ``(-a_i/2, a_i/2)``), with tanh ``(-2A, 2A)``. The

@@ -53,7 +53,7 @@ _REGISTRY: dict[str, ActivationFamily] = {
         APL_FAMILY,
         PAU_FAMILY,
         SWISH_FAMILY,
-        # Controls of the reproduction (issue 17): shape without learning, an untied bias,
+        # Controls of the reproduction: shape without learning, an untied bias,
         # only the scales or only the locations learned.
         CPAF_SIGMOID_FROZEN_FAMILY,
         CPAF_RELU_FROZEN_FAMILY,

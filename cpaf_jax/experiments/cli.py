@@ -18,15 +18,18 @@ _EPILOG = """experiments:
   cifar10          4.3: CIFAR-10, --structure 1|2|3 (Tables 3-4, 6, Fig. 15)
   cifar100         4.3: CIFAR-100, --structure 1|2|3 (Tables 3, 5, 6)
 
-  reproduce         issue 17's stages (--stage tune|final|ablation|features), then
-                    REPRODUCTION.md from runs.csv (python -m train reproduce -h)
-  inspect RUN_DIR   summarise a trained model's activations (python -m train inspect -h)
+  reproduce         the whole reproduction, one stage at a time
+                    (--stage tune|final|ablation|features), then REPRODUCTION.md from
+                    runs.csv (cpaf-train reproduce -h)
+  inspect RUN_DIR   summarise a trained model's activations (cpaf-train inspect -h)
 
 examples:
-  python -m train fashion_mnist                       # the paper's four activations
-  python -m train fashion_mnist --seeds 5 --baseline prelu
-  python -m train mnist_features --dataset fashion_mnist --epochs 2
-  python -m train cifar10 --structure 2 --data-dir ~/data
+  cpaf-train fashion_mnist                       # the paper's four activations
+  cpaf-train fashion_mnist --seeds 5 --baseline prelu
+  cpaf-train mnist_features --dataset fashion_mnist --epochs 2
+  cpaf-train cifar10 --structure 2 --data-dir ~/data
+
+From a source checkout, python -m train is the same command.
 """
 
 
@@ -318,9 +321,9 @@ def _known_activations() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m train EXPERIMENT [options]``."""
+    """The parser of ``cpaf-train EXPERIMENT [options]`` (``python -m train`` in a checkout)."""
     p = argparse.ArgumentParser(
-        prog="python -m train",
+        prog="cpaf-train",
         description="Train the networks of Ko, Li, Ko (2022) with any activation.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -494,6 +497,7 @@ def _run(cfg, opts, *, overwrite: bool) -> int:
     """Runs the experiment inside its locked output folder; returns the exit status."""
     from cpaf_jax.data import DataError
     from cpaf_jax.experiments.outdir import RunFolder, RunFolderError
+    from cpaf_jax.experiments.reference import describe, reference_for
     from cpaf_jax.experiments.report import ReportError, table
     from cpaf_jax.experiments.runner import run_experiment
     from cpaf_jax.experiments.tracking import TrackingUnavailable
@@ -515,7 +519,10 @@ def _run(cfg, opts, *, overwrite: bool) -> int:
         kept = f"; the previous run in {opts.out} is unchanged" if folder.staging else ""
         return _failed(e, opts.out, kept)
     if is_writer():
-        print(table(results["runs"], cfg))
+        reference = reference_for(results["runs"], cfg.name)
+        print(table(results["runs"], cfg, reference))
+        if reference:
+            print("\n" + "\n".join(describe(reference, results["settings"])))
         print(f"\nresults: {opts.out}/results.json, report: {opts.out}/report.md")
     return 0
 

@@ -7,11 +7,25 @@ import os
 from cpaf_jax.experiments import plots
 from cpaf_jax.experiments.inspect_model import ab_pairs, feature_points, learned_curves
 
+DATASET_NAMES = {
+    "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+}
+
+
+def plot_title(cfg, dataset: str) -> str:
+    """``"4.2 network, Fashion-MNIST"``; with the CIFAR structure where there is one."""
+    structure = cfg.model_kwargs.get("structure")
+    network = f"{cfg.section} network" + (f" (structure {structure})" if structure else "")
+    return f"{network}, {DATASET_NAMES.get(dataset, dataset)}"
+
 
 def _curves(cfg, runs: list[dict], data, out: str) -> list[str]:
     if not any(r["curve"] for r in runs):
         return []
-    title = f"{cfg.name} ({data.name})"
+    title = plot_title(cfg, data.name)
     return [
         plots.loss_curves(runs, os.path.join(out, "test_loss.png"), f"Test loss, {title}"),
         plots.accuracy_curves(
@@ -31,11 +45,16 @@ def _model_figures(cfg, models: dict, data, out: str) -> list[str]:
         pairs = ab_pairs(m)
         if pairs:
             path = os.path.join(out, f"ab_scatter_{act}.png")
-            made.append(plots.ab_scatter(pairs, path, f"Learned (a, b) of {act}"))
+            made.append(
+                plots.ab_scatter(
+                    pairs, path, f"Learned (a, b) of {act}, {plot_title(cfg, data.name)}"
+                )
+            )
         curves = learned_curves(m)
         if curves:
             path = os.path.join(out, f"shapes_{act}.png")
-            made.append(plots.activation_shapes(curves, path, f"Learned {act} vs initial"))
+            title = f"{act}: learned curves against the initial one, {plot_title(cfg, data.name)}"
+            made.append(plots.activation_shapes(curves, path, title))
     return made
 
 

@@ -45,7 +45,13 @@ def layer_stats(model) -> dict[str, dict]:
 
 def main(argv: list[str]) -> int:
     """``python -m train inspect RUN_DIR [options]``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m train inspect", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="cpaf-train inspect",
+        description="Summarise a trained model's activations, per layer: restores the model "
+        "from its checkpoint alone, prints each parametric activation layer's parameter "
+        "statistics and plots the learned curves against the initial one "
+        "(RUN_DIR/inspect_shapes.png).",
+    )
     p.add_argument("run_dir", help="a run's folder (e.g. runs/fashion_mnist/cpaf_relu)")
     p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the last)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")

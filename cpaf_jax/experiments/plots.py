@@ -171,22 +171,37 @@ def activation_shapes(
 ) -> str:
     """Fig. 6 style: learned activation curves of some elements against the initial curve.
 
+    One panel per layer, titled by the layer's name, with axis labels and a legend entry for
+    the learned curves (one line per sampled unit) and the initial curve.
+
     Args:
       curves: layer name -> (``[m]`` inputs, ``[m]`` initial curve, ``[e, m]`` learned curves).
+      path: the PNG to write.
+      title: the figure's title.
     """
     plt = _plt()
     n = len(curves)
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.2), squeeze=False)
-    for ax, (layer, (y, init, learned)) in zip(axes[0], curves.items(), strict=True):
+    cols = 2 if n == 4 else min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.6 * rows + 0.6), squeeze=False)
+    for ax, (layer, (y, init, learned)) in zip(axes.flat, curves.items(), strict=False):
         for row in learned:
-            ax.plot(y, row, color="C0", alpha=0.25, lw=0.8)
-        ax.plot(y, init, color="k", lw=1.6, ls="--", label="initial")
-        ax.set_title(layer, fontsize=9)
+            ax.plot(y, row, color="C0", alpha=0.35, lw=1.2)
+        # Drawn over the learned curves, thin and dashed, so a curve that barely moved shows.
+        ax.plot(y, init, color="k", lw=1.3, ls="--", label="initial")
+        # An opaque legend entry for the learned curves (each is drawn faint).
+        ax.plot([], [], color="C0", lw=1.6, label=f"learned ({len(learned)} units)")
+        ax.set_title(layer, fontsize=11)
+        ax.set_xlabel("input y", fontsize=10)
+        ax.set_ylabel("activation output", fontsize=10)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
+        ax.legend(fontsize=9, loc="upper left")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=13)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 

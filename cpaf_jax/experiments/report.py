@@ -18,6 +18,7 @@ __all__ = [
     "group_key",
     "group_labels",
     "group_runs",
+    "overrides",
     "render",
     "summary_by_activation",
     "summary_by_group",
@@ -228,10 +229,13 @@ def _summary_rows(cfg, runs: list[dict]) -> list[str]:
             if acc["n"] > 1
             else "-"
         )
+        # One seed has no spread: its mean alone, not "± -".
+        acc_std = f" ± {_fmt(acc['std'], 100)}" if acc["n"] > 1 else ""
+        loss_std = f" ± {_fmt(loss['std'], 1, 3)}" if acc["n"] > 1 else ""
         rows.append(
-            f"| {label} | {paper.get('test_accuracy', '-')} | {_fmt(acc['mean'], 100)} ± "
-            f"{_fmt(acc['std'], 100)} | {ci} | {paper.get('test_loss', '-')} | "
-            f"{_fmt(loss['mean'], 1, 3)} ± {_fmt(loss['std'], 1, 3)} | {acc['n']} | "
+            f"| {label} | {paper.get('test_accuracy', '-')} | {_fmt(acc['mean'], 100)}"
+            f"{acc_std} | {ci} | {paper.get('test_loss', '-')} | "
+            f"{_fmt(loss['mean'], 1, 3)}{loss_std} | {acc['n']} | "
             f"{_fmt(_mean(epoch_s), 1, 1)} | {_fmt(_mean(tta), 1, 1)} |"
         )
     return rows
@@ -267,6 +271,21 @@ def _distinct(runs: list[dict], field: str, default) -> str:
     return values[0] if len(values) == 1 else "{" + ", ".join(values) + "}"
 
 
+def overrides(cfg, runs: list[dict]) -> list[str]:
+    """The experiment's defaults this run did not use, e.g. ``["epochs 1 (default 10)"]``."""
+    out = []
+    for field, name, default in (
+        ("epochs", "epochs", cfg.epochs),
+        ("learning_rate", "learning rate", cfg.learning_rate),
+        ("batch_size", "batch size", cfg.batch_size),
+    ):
+        used = list(dict.fromkeys(r.get(field) for r in runs if r.get(field) is not None))
+        if used and used != [default]:
+            shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in used)
+            out.append(f"{name} {shown} (default {default:g})")
+    return out
+
+
 def render(cfg, runs: list[dict], *, baseline: str | None, command: str, plots: list[str]) -> str:
     """The markdown report of one experiment run (one table row per group of runs)."""
     lines = [
@@ -274,8 +293,8 @@ def render(cfg, runs: list[dict], *, baseline: str | None, command: str, plots: 
         "",
         f"Command: `{command}`",
         "",
-        f"Dataset `{_distinct(runs, 'dataset', cfg.dataset)}`, model `{cfg.model}` "
-        f"{cfg.model_kwargs or ''}, {cfg.optimizer} lr "
+        f"Dataset `{_distinct(runs, 'dataset', cfg.dataset)}`, model `{cfg.model}`"
+        f"{' ' + str(cfg.model_kwargs) if cfg.model_kwargs else ''}, {cfg.optimizer} lr "
         f"{_distinct(runs, 'learning_rate', cfg.learning_rate)}, batch "
         f"{_distinct(runs, 'batch_size', cfg.batch_size)}, "
         f"{_distinct(runs, 'epochs', cfg.epochs)} epochs.",
@@ -293,29 +312,51 @@ def render(cfg, runs: list[dict], *, baseline: str | None, command: str, plots: 
     comp = comparisons(runs, baseline)
     if comp:
         lines += _comparison_rows(comp, baseline)
-    lines += ["", "Settings the paper leaves open, as chosen here:", ""]
+    lines += ["", "Settings the paper leaves open, and the defaults chosen here:", ""]
     lines += [f"- {k}: {v}" for k, v in cfg.chosen.items()]
+    changed = overrides(cfg, runs)
+    if changed:
+        lines += ["", "This run changed these defaults: " + ", ".join(changed) + "."]
     if plots:
         lines += ["", "Plots:", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
-def table(runs: list[dict], cfg) -> str:
+def _ref_cells(ref: dict | None) -> str:
+    if ref is None:
+        return f" {'-':>14} {'-':>15} {'-':>3}"
+    std = f"±{ref['std'] * 100:.2f}" if ref["n"] > 1 else ""
+    ci = f"[{ref['low'] * 100:.2f}, {ref['high'] * 100:.2f}]" if ref["n"] > 1 else "-"
+    return f" {ref['mean'] * 100:>8.2f}{std:>6} {ci:>15} {ref['n']:>3}"
+
+
+def table(runs: list[dict], cfg, reference: dict | None = None) -> str:
     """A short plain-text comparison table for the terminal, one line per group, with the
-    95% interval of the mean accuracy (Student's t over seeds) when there are several."""
+    95% interval of the mean accuracy (Student's t over seeds) when there are several.
+
+    Args:
+      runs: ``results.json``'s runs.
+      cfg: the experiment's config (the paper's figures).
+      reference: ``cpaf_jax.experiments.reference.reference_for``'s result; when given, three
+        more columns set each group beside the committed reproduction's seeds.
+    """
     summary = summary_by_group(runs)
     width = max([14, *(len(label) for label in summary)])
-    out = [
+    head = (
         f"{'activation':<{width}} {'paper acc %':>11} {'ours acc %':>14} {'95% CI':>15} "
         f"{'ours loss':>10} {'n':>3}"
-    ]
+    )
+    if reference:
+        head += f" {'ref acc %':>14} {'ref 95% CI':>15} {'n':>3}"
+    out = [head]
     for label, s in summary.items():
         paper = cfg.paper.get(s["activation"], {}).get("test_accuracy", "-")
         acc = s["test_accuracy"]
         std = f"±{acc['std'] * 100:.2f}" if acc["n"] > 1 else ""
         ci = f"[{acc['ci95_low'] * 100:.2f}, {acc['ci95_high'] * 100:.2f}]" if acc["n"] > 1 else "-"
-        out.append(
+        line = (
             f"{label:<{width}} {paper!s:>11} {acc['mean'] * 100:>8.2f}{std:>6} {ci:>15} "
             f"{s['test_loss']['mean']:>10.4f} {acc['n']:>3}"
         )
+        out.append(line + (_ref_cells(reference.get(label)) if reference else ""))
     return "\n".join(out)

@@ -1,10 +1,10 @@
-"""``python -m train reproduce``: the reproduction of issue 17, stage by stage, resumable.
+"""``python -m train reproduce``: the paper's reproduction, stage by stage, resumable.
 
 ``--stage tune|final|ablation|features`` runs that stage's ``python -m train`` commands
 (``cpaf_jax.experiments.reproduction_plan``), each into ``<out>/<stage>/<label>/``, and adds
 each finished command's members to ``docs/reproduction/runs.csv``. With ``--resume`` a command
 whose ``results.json`` holds every member is skipped and an interrupted one continues from its
-last epoch checkpoint (the lead can stop and restart a stage across sessions); without it a
+last epoch checkpoint (so a stage can be stopped and restarted); without it a
 command's folder is replaced once the new run finishes. ``final`` trains each row at the rate
 chosen by ``tune`` (read from runs.csv) and at the paper's 1e-3. ``--stage
 retune|final_retuned|long`` run the stages derived from runs.csv
@@ -33,12 +33,26 @@ from cpaf_jax.experiments.retuning import DERIVED_STAGES, derived_rows
 __all__ = ["cifar_cost", "main", "stage_commands"]
 
 
+_DESCRIPTION = """Reproduce the paper's experiments, one stage at a time.
+
+--stage tune|final|ablation|features runs that stage's training commands (--plan lists them),
+each into OUT/STAGE/LABEL/, and adds every finished run to the CSV of results. tune chooses
+each activation's learning rate on a validation split; final trains 4.2 on the test set at
+that rate and at the paper's 1e-3; ablation varies CPAF's k and sharing; features is 4.1.
+With --resume, finished commands are skipped and an interrupted one continues from its last
+epoch checkpoint, so a stage can be stopped and restarted at any time.
+
+--report-only writes REPRODUCTION.md from the CSV alone. --seeds, --epochs, --train-subset and
+--validation override every row for a quick trial (give it its own --out and --csv).
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     from cpaf_jax.experiments.cli import positive_int
 
     p = argparse.ArgumentParser(
-        prog="python -m train reproduce",
-        description=__doc__,
+        prog="cpaf-train reproduce",
+        description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_mutually_exclusive_group(required=True)
@@ -48,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true", help="print the stage's commands and exit")
     p.add_argument("--out", default="runs/reproduction", help="runs folder")
     p.add_argument("--csv", default="docs/reproduction/runs.csv", help="per-member results")
-    p.add_argument("--doc", default="REPRODUCTION.md")
+    p.add_argument("--doc", default="REPRODUCTION.md", help="the report to write")
     p.add_argument("--only", help="comma-separated row labels of the stage to run")
     p.add_argument("--seeds", type=positive_int, help="override every row's seeds (trials)")
     p.add_argument("--epochs", type=positive_int, help="override every row's epochs (trials)")

@@ -1,4 +1,4 @@
-"""The reproduction of issue 17 as data: every ``python -m train`` command of each stage.
+"""The paper's reproduction as data: every ``python -m train`` command of each stage.
 
 Stages (``python -m train reproduce --stage X``):
 

@@ -109,3 +109,41 @@ def test_accuracy_curves_plot_acc_curve_in_percent(monkeypatch, tmp_path):
         monkeypatch, lambda: plots.loss_curves(runs, str(tmp_path / "loss.png"), "Test loss")
     )
     assert [y for _, _, y in loss] == [[2.3, 0.9], [2.2], [2.1]]
+
+
+def test_activation_shapes_label_axes_and_every_curve(monkeypatch, tmp_path):
+    import numpy as np
+
+    y = np.linspace(-2.0, 2.0, 5)
+    curves = {f"act{i}": (y, y, np.stack([y, 2 * y, 3 * y])) for i in (1, 2, 3, 4)}
+    saved = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, path, **kwargs):
+        saved.append(fig)
+        return real_savefig(fig, path, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    path = tmp_path / "shapes.png"
+    plots.activation_shapes(curves, str(path), "cpaf_relu: learned against initial")
+    (fig,) = saved
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert [ax.get_title() for ax in panels] == ["act1", "act2", "act3", "act4"]
+    for ax in panels:
+        assert ax.get_xlabel() and ax.get_ylabel()
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == ["initial", "learned (3 units)"]
+        assert ax.get_legend().get_texts()[0].get_fontsize() >= 8
+    assert fig._suptitle.get_text() == "cpaf_relu: learned against initial"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_titles_name_the_network_and_dataset_once():
+    from cpaf_jax.experiments.configs import get_config
+    from cpaf_jax.experiments.figures import plot_title
+
+    assert plot_title(get_config("fashion_mnist"), "fashion_mnist") == "4.2 network, Fashion-MNIST"
+    assert plot_title(get_config("cifar10", 2), "cifar10") == "4.3 network (structure 2), CIFAR-10"
+    assert plot_title(get_config("mnist_features"), "fashion_mnist") == (
+        "4.1 network, Fashion-MNIST"
+    )
