@@ -22,6 +22,7 @@ _EPILOG = """experiments:
                     (--stage tune|final|ablation|features), then REPRODUCTION.md from
                     runs.csv (cpaf-train reproduce -h)
   inspect RUN_DIR   summarise a trained model's activations (cpaf-train inspect -h)
+  build-kernel      build the one-pass CPU kernel before training (cpaf-train build-kernel -h)
 
 examples:
   cpaf-train fashion_mnist                       # the paper's four activations
