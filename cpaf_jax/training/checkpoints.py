@@ -180,11 +180,11 @@ class RunCheckpoints:
             problems.append(f"members (seeds, initial a/b) {stored} -> {_roundtrip(current)}")
         problems += _differences(meta.get("config", {}), self.fixed_config)
         if meta.get("model", {}) != self.describe:
+            stored = meta.get("model", {})
             problems += [
-                f"model {d}"
-                for d in _differences(
-                    meta.get("model", {}).get("spec", {}), self.describe.get("spec", {})
-                )
+                f"{part} {d}"
+                for part, key in (("model", "spec"), ("data", "data"))
+                for d in _differences(stored.get(key) or {}, self.describe.get(key) or {})
             ] or ["model description"]
         if problems:
             raise ResumeMismatch(
