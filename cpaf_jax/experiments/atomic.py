@@ -21,7 +21,10 @@ def write_text(path: str, text: str, *, newline: str | None = None) -> None:
         temporary file is left.
     """
     parent, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path) from e
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
             f.write(text)
@@ -30,9 +33,11 @@ def write_text(path: str, text: str, *, newline: str | None = None) -> None:
         else:
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(e.errno, e.strerror, path) from e  # the target, not the temporary
         raise
 
 

@@ -18,12 +18,21 @@ def main(argv: list[str] | None = None) -> int:
     or an experiment.
 
     Args:
-      argv: the arguments after the command name (default ``sys.argv[1:]``).
+      argv: the arguments after the command name; ``None`` (the console script, ``python -m
+        train``): ``sys.argv[1:]``, run as the whole process, so that Ctrl-C at any point exits
+        with status 130 and one line (``cpaf_jax.experiments.faults.as_process``).
 
     Returns:
       the sub-command's exit status.
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:
+        from cpaf_jax.experiments.faults import as_process
+
+        return as_process(lambda: _dispatch(sys.argv[1:]))
+    return _dispatch(list(argv))
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "reproduce":
         from cpaf_jax.experiments.reproduce import main as reproduce_main
 

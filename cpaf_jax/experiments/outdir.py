@@ -148,8 +148,13 @@ def _try_create(lock: str, info: dict) -> bool:
     so a reader never sees it empty; file systems without hard links get ``O_EXCL``.
     """
     tmp = f"{lock}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(info, f)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(info, f)
+    except BaseException:  # a full disk: no half-written file left beside the folder
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     try:
         os.link(tmp, lock)
         return True

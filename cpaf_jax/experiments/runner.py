@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cpaf_jax.activations.registry import count_activation_params, family, is_parametric
-from cpaf_jax.experiments import plots, records, report
+from cpaf_jax.experiments import atomic, plots, records, report
 from cpaf_jax.experiments.figures import make_plots
 from cpaf_jax.experiments.resume_check import check_resume, data_identity
 from cpaf_jax.experiments.tracking import make_tracker
@@ -252,10 +252,7 @@ def _warn_failures(runs: list[dict], num_classes: int) -> None:
 
 
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(obj, indent=1))
 
 
 def _write_outputs(cfg, opts: RunOptions, results: dict, models: dict, data) -> None:
@@ -268,8 +265,7 @@ def _write_outputs(cfg, opts: RunOptions, results: dict, models: dict, data) -> 
     text = report.render(
         cfg, results["runs"], baseline=opts.baseline, command=opts.command, plots=made
     )
-    with open(os.path.join(opts.out, "report.md"), "w") as f:
-        f.write(text)
+    atomic.write_text(os.path.join(opts.out, "report.md"), text)
 
 
 def run_experiment(cfg, opts: RunOptions) -> dict:
