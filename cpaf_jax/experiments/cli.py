@@ -522,7 +522,8 @@ def _run(cfg, opts, *, overwrite: bool, debug: bool = False) -> int:
     folder = RunFolder(opts.out, resume=opts.resume, overwrite=overwrite, command=opts.command)
     folder = distributed.shared_folder(folder)  # several processes: process 0 holds it
     try:
-        with folder as write_dir:
+        line = lambda: _interrupted(opts.out, folder.staging is not None)  # noqa: E731
+        with folder as write_dir, faults.interrupt_cleanup(folder.abandon, line):
             with faults.library_logs_to(None if debug else faults.log_path(write_dir)):
                 results = run_experiment(cfg, dataclasses.replace(opts, out=write_dir))
     except RunFolderError as e:
@@ -560,6 +561,15 @@ def _io_failed(e: BaseException, out: str, staged: bool, debug: bool) -> int:
     where = f" (details: {log})" if faults.write_log(log, e) else ""
     print(f"error: {faults.describe(e)}{kept}{where}", file=sys.stderr)
     return 1
+
+
+def _interrupted(out: str, staged: bool) -> str:
+    if staged:
+        return f"interrupted; the previous run in {out} is unchanged"
+    return (
+        f"interrupted: finished runs are in {out}/results.json; rerun the same command with "
+        "--resume to continue from the last epoch checkpoints"
+    )
 
 
 def _failed(e: BaseException, out: str, kept: str) -> int:

@@ -6,8 +6,8 @@
   screen with ``--debug``. The libraries' own log records (orbax logs a traceback per failed
   write thread) go to the same log instead of the screen.
 * Ctrl-C at any point, start-up included, ends the process with status 130 and one line:
-  :func:`as_process` leaves without the interpreter's teardown, where JAX and Flax can crash
-  after an interrupt in their first compilation.
+  :func:`as_process` releases the run folder and leaves without the interpreter's teardown,
+  where JAX and Flax can crash after an interrupt in their first compilation.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 
-__all__ = ["LOG_NAME", "as_process", "describe", "library_logs_to", "log_path", "write_log"]
+__all__ = [
+    "LOG_NAME",
+    "as_process",
+    "describe",
+    "interrupt_cleanup",
+    "library_logs_to",
+    "log_path",
+    "write_log",
+]
 
 LOG_NAME = "error.log"
 #: Loggers of the libraries that log failures themselves (orbax through absl).
@@ -113,16 +121,38 @@ def write_log(path: str, e: BaseException) -> bool:
         return False
 
 
-def _exit_now(signum, frame) -> None:
-    print("\ninterrupted", file=sys.stderr)
+# What Ctrl-C must undo before the process leaves (the run folder's lock, a staging folder),
+# and the line it prints: set by the command for the span of a run (``interrupt_cleanup``).
+_cleanups: list[Callable[[], None]] = []
+_messages: list[Callable[[], str]] = []
+
+
+@contextlib.contextmanager
+def interrupt_cleanup(cleanup: Callable[[], None], message: Callable[[], str]) -> Iterator[None]:
+    """While inside, Ctrl-C in a process run by :func:`as_process` calls ``cleanup`` and
+    prints ``message()`` (one line) before exiting with 130."""
+    _cleanups.append(cleanup)
+    _messages.append(message)
+    try:
+        yield
+    finally:
+        _cleanups.remove(cleanup)
+        _messages.remove(message)
+
+
+def _on_interrupt(signum, frame) -> None:
+    # Leaves from here rather than raising KeyboardInterrupt: raised inside a garbage-collector
+    # callback (JAX's, at import) it is swallowed and the run goes on, and the interpreter's
+    # teardown after an interrupted first compilation can crash (exit 139).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut the clean-up
+    line = "interrupted"
+    with contextlib.suppress(Exception):
+        line = _messages[-1]() if _messages else line
+    for cleanup in reversed(_cleanups):
+        with contextlib.suppress(Exception):
+            cleanup()
+    print("\n" + line, file=sys.stderr)
     _leave(130)
-
-
-def _first_interrupt(signum, frame) -> None:
-    # The first Ctrl-C unwinds (the lock is released, a staging folder removed); a second one
-    # during that clean-up leaves at once.
-    signal.signal(signal.SIGINT, _exit_now)
-    raise KeyboardInterrupt
 
 
 def _leave(status: int) -> None:
@@ -133,18 +163,19 @@ def _leave(status: int) -> None:
 
 
 def as_process(run: Callable[[], int]) -> int:
-    """Runs a command as the whole process; Ctrl-C at any point exits with status 130.
+    """Runs a command as the whole process; Ctrl-C at any point exits with status 130 and one
+    line, after the clean-up registered with :func:`interrupt_cleanup`.
 
     Args:
-      run: the command (returns its exit status; 130 when it handled an interrupt itself).
+      run: the command; returns its exit status.
 
     Returns:
-      ``run``'s status unless it was interrupted (then the process has exited).
+      ``run``'s status (an interrupted process has exited).
     """
-    signal.signal(signal.SIGINT, _first_interrupt)
+    signal.signal(signal.SIGINT, _on_interrupt)
     try:
         status = run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # raised before the handler was in place
         print("\ninterrupted", file=sys.stderr)
         status = 130
     if status == 130:
