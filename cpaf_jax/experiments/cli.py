@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import shlex
@@ -522,7 +523,7 @@ def _run(cfg, opts, *, overwrite: bool, debug: bool = False) -> int:
     folder = RunFolder(opts.out, resume=opts.resume, overwrite=overwrite, command=opts.command)
     folder = distributed.shared_folder(folder)  # several processes: process 0 holds it
     try:
-        line = lambda: _interrupted(opts.out, folder.staging is not None)  # noqa: E731
+        line = functools.partial(_interrupted, opts.out, folder)
         with folder as write_dir, faults.interrupt_cleanup(folder.abandon, line):
             with faults.library_logs_to(None if debug else faults.log_path(write_dir)):
                 results = run_experiment(cfg, dataclasses.replace(opts, out=write_dir))
@@ -563,8 +564,9 @@ def _io_failed(e: BaseException, out: str, staged: bool, debug: bool) -> int:
     return 1
 
 
-def _interrupted(out: str, staged: bool) -> str:
-    if staged:
+def _interrupted(out: str, folder) -> str:
+    """The line Ctrl-C prints once ``folder`` (a ``RunFolder``) is entered."""
+    if folder.staging is not None:
         return f"interrupted; the previous run in {out} is unchanged"
     return (
         f"interrupted: finished runs are in {out}/results.json; rerun the same command with "

@@ -242,12 +242,17 @@ def _order(row: dict) -> tuple:
 
 
 def write(path: str, rows: list[dict]) -> None:
-    """Writes ``rows`` sorted by stage, label, rate and seed (atomically)."""
+    """Writes ``rows`` sorted by stage, label, rate and seed (atomically).
+
+    Raises:
+      RunsCsvError: a row fails :func:`parse`'s checks (nothing is written).
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
     w.writerows(sorted(rows, key=_order))
+    parse(path, buf.getvalue())  # a row that would make the file unreadable is never written
     atomic.write_text(path, buf.getvalue(), newline="")
 
 

@@ -119,6 +119,26 @@ def test_a_compiler_that_hangs_is_stopped(fake_cxx, tmp_path, monkeypatch):
     assert [p.name for p in kernel_cache.cache_dir().iterdir() if p.suffix == ".so"] == []
 
 
+def test_concurrent_builders_wait_for_one_build(fake_cxx, tmp_path, monkeypatch):
+    """Two processes' worth of builders (threads with their own lock descriptors) start
+    together: one compiles, the other waits on the lock and finds the library verified."""
+    import threading
+
+    slow = tmp_path / "slow_cxx"
+    real = os.environ["CXX"]
+    slow.write_text(f'#!/bin/sh\n[ "$1" = "--version" ] || sleep 1\nexec {real} "$@"\n')
+    slow.chmod(0o755)
+    monkeypatch.setenv("CXX", str(slow))
+    paths = []
+    threads = [threading.Thread(target=lambda: paths.append(kernel_cache.build())) for _ in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(paths) == 2 and paths[0] == paths[1] and kernel_cache.verified(paths[0])
+    assert _builds(fake_cxx) == 1
+
+
 _RUN = textwrap.dedent(
     """
     import warnings, jax, jax.numpy as jnp
