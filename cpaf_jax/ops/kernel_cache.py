@@ -198,6 +198,8 @@ def build(force: bool = False) -> Path:
     if cxx is None:
         raise KernelBuildError("no C++ compiler on PATH (set CXX)")
     path = library_path(cxx)
+    if not force and verified(path):  # no lock needed: a read-only shared cache works too
+        return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _Lock(path.with_name(path.name + ".lock"), LOCK_TIMEOUT_S):

@@ -119,6 +119,19 @@ def test_a_compiler_that_hangs_is_stopped(fake_cxx, tmp_path, monkeypatch):
     assert [p.name for p in kernel_cache.cache_dir().iterdir() if p.suffix == ".so"] == []
 
 
+def test_a_verified_library_in_a_read_only_cache_is_used(fake_cxx, monkeypatch):
+    path = kernel_cache.build()
+
+    def no_lock(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(kernel_cache.os, "open", no_lock)
+    assert kernel_cache.build() == path
+    with pytest.raises(kernel_cache.KernelBuildError, match="cannot write the kernel cache"):
+        kernel_cache.build(force=True)
+    assert _builds(fake_cxx) == 1
+
+
 def test_concurrent_builders_wait_for_one_build(fake_cxx, tmp_path, monkeypatch):
     """Two processes' worth of builders (threads with their own lock descriptors) start
     together: one compiles, the other waits on the lock and finds the library verified."""
