@@ -492,9 +492,7 @@ def _run_processes(args: argparse.Namespace, cfg, argv: list[str]) -> int:
         return 2
     try:
         distributed.check_same_settings(args)
-        return _run(
-            cfg, _options(args, cfg, argv), overwrite=args.overwrite, debug=args.debug
-        )
+        return _run(cfg, _options(args, cfg, argv), overwrite=args.overwrite, debug=args.debug)
     except distributed.SettingsMismatch as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -520,11 +518,12 @@ def _run(cfg, opts, *, overwrite: bool, debug: bool = False) -> int:
     from cpaf_jax.training.checkpoints import CheckpointWriteError, DiskFull
     from cpaf_jax.training.hosts import is_writer
 
-    folder = RunFolder(opts.out, resume=opts.resume, overwrite=overwrite, command=opts.command)
-    folder = distributed.shared_folder(folder)  # several processes: process 0 holds it
+    own = RunFolder(opts.out, resume=opts.resume, overwrite=overwrite, command=opts.command)
+    folder = distributed.shared_folder(own)  # several processes: process 0 holds it
     try:
         line = functools.partial(_interrupted, opts.out, folder)
-        with folder as write_dir, faults.interrupt_cleanup(folder.abandon, line):
+        # Ctrl-C releases what this process holds (nothing on the processes after the first).
+        with folder as write_dir, faults.interrupt_cleanup(own.abandon, line):
             with faults.library_logs_to(None if debug else faults.log_path(write_dir)):
                 results = run_experiment(cfg, dataclasses.replace(opts, out=write_dir))
     except RunFolderError as e:
