@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -117,10 +118,14 @@ def test_a_full_disk_taking_the_lock_leaves_no_temporary_file(data_dir, tmp_path
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(outdir.json, "dump", full)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the log goes there
+    (tmp_path / "tmp").mkdir()
     out = tmp_path / "run"
     assert cli.main(_argv(data_dir, out)) == 1
     (line,) = _error_lines(capsys.readouterr().err)
     assert "No space left on device" in line
+    (log,) = (tmp_path / "tmp").iterdir()
+    assert f"(details: {log})" in line and "Traceback" in log.read_text()
     assert _leftovers(out) == [] and not Path(lock_path(str(out))).exists()
 
 
