@@ -1,4 +1,4 @@
-"""``python -m train build-kernel`` (or ``python -m cpaf_jax.ops.build_kernel``): builds the
+"""``cpaf-train build-kernel`` (or ``python -m cpaf_jax.ops.build_kernel``): builds the
 one-pass CPU kernel into its cache ahead of training, and says where it is or why it failed."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> int:
     from cpaf_jax.ops import kernel_cache
 
     p = argparse.ArgumentParser(
-        prog="python -m train build-kernel",
+        prog="cpaf-train build-kernel",
         description="Build the one-pass CPU kernel of cpaf's backward into its cache folder "
         "($CPAF_JAX_CACHE, else ~/.cache/cpaf_jax) before training.",
     )

@@ -10,7 +10,7 @@ vectorised loop.
 It is compiled with the C++ compiler found on ``PATH`` (``$CXX``, else ``c++``, ``g++``,
 ``clang++``) against ``jax.ffi.include_dir()`` into a cache folder (``$CPAF_JAX_CACHE``, else
 ``~/.cache/cpaf_jax``) keyed by the source, the compiler, the flags, the jaxlib version and the
-CPU's features, so a machine builds it once (a few seconds; ``python -m train build-kernel``
+CPU's features, so a machine builds it once (a few seconds; ``cpaf-train build-kernel``
 builds it ahead). The library is checksummed when built and loaded only when it matches, and a
 damaged one is rebuilt once (``cpaf_jax.ops.kernel_cache``). Where no compiler is found, the
 build fails, or ``CPAF_JAX_CPU_KERNEL=0`` is set, ``available()`` is ``False`` and ``cpaf``

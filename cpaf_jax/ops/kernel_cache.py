@@ -11,7 +11,7 @@ once; if that fails too, :func:`load` raises :class:`KernelBuildError` and the c
 
 Builders take an exclusive file lock (``<library>.lock``) and the compiler runs under a time
 limit, so processes starting together (pytest workers, a sweep's jobs) wait for one build
-instead of racing. :func:`build` (``python -m train build-kernel``) builds the library ahead of
+instead of racing. :func:`build` (``cpaf-train build-kernel``) builds the library ahead of
 training, e.g. on a login node or in a container image.
 """
 
@@ -181,7 +181,7 @@ def _build_locked(cxx: str, path: Path) -> None:
 def build(force: bool = False) -> Path:
     """Builds the kernel's library into the cache (unless a verified one is there).
 
-    Call it before training (or run ``python -m train build-kernel``) to compile once, e.g.
+    Call it before training (or run ``cpaf-train build-kernel``) to compile once, e.g.
     on a machine with a compiler whose cache folder the training machines share.
 
     Args:
