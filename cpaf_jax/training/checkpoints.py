@@ -191,12 +191,14 @@ class RunCheckpoints:
         if _roundtrip(current) != stored:
             problems.append(f"members (seeds, initial a/b) {stored} -> {_roundtrip(current)}")
         problems += _differences(meta.get("config", {}), self.fixed_config)
-        if meta.get("model", {}) != self.describe:
-            stored = meta.get("model", {})
+        was, now = meta.get("model", {}), self.describe
+        if "data" not in was:  # written before checkpoints named their data: not checked
+            now = {k: v for k, v in now.items() if k != "data"}
+        if was != now:
             problems += [
                 f"{part} {d}"
                 for part, key in (("model", "spec"), ("data", "data"))
-                for d in _differences(stored.get(key) or {}, self.describe.get(key) or {})
+                for d in _differences(was.get(key) or {}, now.get(key) or {})
             ] or ["model description"]
         if problems:
             raise ResumeMismatch(
