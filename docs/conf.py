@@ -102,6 +102,7 @@ def _write_cli_reference() -> None:
         ("cpaf-train", ["--help"]),
         ("cpaf-train reproduce", ["reproduce", "--help"]),
         ("cpaf-train inspect", ["inspect", "--help"]),
+        ("cpaf-train build-kernel", ["build-kernel", "--help"]),
     ):
         text = subprocess.run(
             [sys.executable, "-m", "train", *args],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import shlex
@@ -22,6 +23,7 @@ _EPILOG = """experiments:
                     (--stage tune|final|ablation|features), then REPRODUCTION.md from
                     runs.csv (cpaf-train reproduce -h)
   inspect RUN_DIR   summarise a trained model's activations (cpaf-train inspect -h)
+  build-kernel      build the one-pass CPU kernel before training (cpaf-train build-kernel -h)
 
 examples:
   cpaf-train fashion_mnist                       # the paper's four activations
@@ -339,7 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_options(p)
     _add_io_options(p)
     distributed.add_options(p, int_at_least)
+    _add_fault_options(p)
     return p
+
+
+def _add_fault_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="on a failed write or checkpoint, print the traceback (default: OUT/error.log)",
+    )
 
 
 def _check_combination(p: argparse.ArgumentParser, args: argparse.Namespace, cfg) -> None:
@@ -450,10 +461,11 @@ def main(argv: list[str] | None = None) -> int:
       argv: the arguments after ``python -m train`` (default ``sys.argv[1:]``).
 
     Returns:
-      the exit status: 0 done, 2 bad input, missing data or an ``--out`` in use, 3 training
-      diverged, 4 several processes lost one another (one stopped, hangs or never started),
-      130 interrupted (finished runs are kept; ``--resume`` continues; with ``--overwrite``
-      the previous run is left as it was).
+      the exit status: 0 done, 1 a failed write (a read-only or full disk) or checkpoint, 2
+      bad input, missing data or an ``--out`` in use, 3 training diverged, 4 several processes
+      lost one another (one stopped, hangs or never started), 130 interrupted (finished runs
+      are kept; ``--resume`` continues; with ``--overwrite`` the previous run is left as it
+      was).
     """
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -464,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     if distributed.requested(args):
         return distributed.leave(_run_processes(args, cfg, argv))
     opts = _options(args, cfg, argv)
-    return _run(cfg, opts, overwrite=args.overwrite)
+    return _run(cfg, opts, overwrite=args.overwrite, debug=args.debug)
 
 
 def _run_processes(args: argparse.Namespace, cfg, argv: list[str]) -> int:
@@ -480,7 +492,7 @@ def _run_processes(args: argparse.Namespace, cfg, argv: list[str]) -> int:
         return 2
     try:
         distributed.check_same_settings(args)
-        return _run(cfg, _options(args, cfg, argv), overwrite=args.overwrite)
+        return _run(cfg, _options(args, cfg, argv), overwrite=args.overwrite, debug=args.debug)
     except distributed.SettingsMismatch as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -493,23 +505,27 @@ def _run_processes(args: argparse.Namespace, cfg, argv: list[str]) -> int:
         return distributed.EXIT_LOST
 
 
-def _run(cfg, opts, *, overwrite: bool) -> int:
+def _run(cfg, opts, *, overwrite: bool, debug: bool = False) -> int:
     """Runs the experiment inside its locked output folder; returns the exit status."""
     from cpaf_jax.data import DataError
+    from cpaf_jax.experiments import faults
     from cpaf_jax.experiments.outdir import RunFolder, RunFolderError
     from cpaf_jax.experiments.reference import describe, reference_for
     from cpaf_jax.experiments.report import ReportError, table
     from cpaf_jax.experiments.runner import run_experiment
     from cpaf_jax.experiments.tracking import TrackingUnavailable
     from cpaf_jax.training import ResumeMismatch, TrainingDiverged
-    from cpaf_jax.training.checkpoints import DiskFull
+    from cpaf_jax.training.checkpoints import CheckpointWriteError, DiskFull
     from cpaf_jax.training.hosts import is_writer
 
-    folder = RunFolder(opts.out, resume=opts.resume, overwrite=overwrite, command=opts.command)
-    folder = distributed.shared_folder(folder)  # several processes: process 0 holds it
+    own = RunFolder(opts.out, resume=opts.resume, overwrite=overwrite, command=opts.command)
+    folder = distributed.shared_folder(own)  # several processes: process 0 holds it
     try:
-        with folder as write_dir:
-            results = run_experiment(cfg, dataclasses.replace(opts, out=write_dir))
+        line = functools.partial(_interrupted, opts.out, folder)
+        # Ctrl-C releases what this process holds (nothing on the processes after the first).
+        with folder as write_dir, faults.interrupt_cleanup(own.abandon, line):
+            with faults.library_logs_to(None if debug else faults.log_path(write_dir)):
+                results = run_experiment(cfg, dataclasses.replace(opts, out=write_dir))
     except RunFolderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -518,6 +534,8 @@ def _run(cfg, opts, *, overwrite: bool) -> int:
         # With --overwrite the new run wrote into a staging folder, now discarded.
         kept = f"; the previous run in {opts.out} is unchanged" if folder.staging else ""
         return _failed(e, opts.out, kept)
+    except (OSError, CheckpointWriteError) as e:
+        return _io_failed(e, opts.out, folder.staging is not None, debug)
     if is_writer():
         reference = reference_for(results["runs"], cfg.name)
         print(table(results["runs"], cfg, reference))
@@ -525,6 +543,34 @@ def _run(cfg, opts, *, overwrite: bool) -> int:
             print("\n" + "\n".join(describe(reference, results["settings"])))
         print(f"\nresults: {opts.out}/results.json, report: {opts.out}/report.md")
     return 0
+
+
+def _io_failed(e: BaseException, out: str, staged: bool, debug: bool) -> int:
+    """One line for a failed write or checkpoint, its traceback in a log (or on screen)."""
+    from cpaf_jax.experiments import faults
+
+    kept = f"; the previous run in {out} is unchanged" if staged else ""
+    if debug:
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+        print(f"error: {faults.describe(e)}{kept}", file=sys.stderr)
+        return 1
+    # A staged run's folder is gone; the previous run's folder is not ours to write.
+    log = faults.log_path(None if staged else out)
+    where = f" (details: {log})" if faults.write_log(log, e) else ""
+    print(f"error: {faults.describe(e)}{kept}{where}", file=sys.stderr)
+    return 1
+
+
+def _interrupted(out: str, folder) -> str:
+    """The line Ctrl-C prints once ``folder`` (a ``RunFolder``) is entered."""
+    if folder.staging is not None:
+        return f"interrupted; the previous run in {out} is unchanged"
+    return (
+        f"interrupted: finished runs are in {out}/results.json; rerun the same command with "
+        "--resume to continue from the last epoch checkpoints"
+    )
 
 
 def _failed(e: BaseException, out: str, kept: str) -> int:

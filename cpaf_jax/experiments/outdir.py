@@ -76,8 +76,13 @@ def _holds_markers(path: str, depth: int) -> bool:
     )
 
 
+# A run that failed before writing anything else leaves only its log: not a reason to refuse
+# the folder (the next run appends to it).
+_IGNORED = ("error.log",)
+
+
 def _visible_entries(path: str) -> list[str]:
-    return sorted(e for e in os.listdir(path) if not e.startswith("."))
+    return sorted(e for e in os.listdir(path) if not e.startswith(".") and e not in _IGNORED)
 
 
 def check_out_dir(path: str, *, resume: bool = False, overwrite: bool = False) -> None:
@@ -148,8 +153,13 @@ def _try_create(lock: str, info: dict) -> bool:
     so a reader never sees it empty; file systems without hard links get ``O_EXCL``.
     """
     tmp = f"{lock}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(info, f)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(info, f)
+    except BaseException:  # a full disk: no half-written file left beside the folder
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     try:
         os.link(tmp, lock)
         return True
@@ -273,6 +283,15 @@ class RunFolder:
                     self._swap_in()
                 else:
                     shutil.rmtree(self.staging, ignore_errors=True)
+        finally:
+            self._release()
+
+    def abandon(self) -> None:
+        """What ``__exit__`` does for a failed run, callable from a signal handler (Ctrl-C):
+        removes the staging folder, releases the lock."""
+        try:
+            if self.staging is not None:
+                shutil.rmtree(self.staging, ignore_errors=True)
         finally:
             self._release()
 

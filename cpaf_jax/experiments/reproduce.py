@@ -25,7 +25,7 @@ import os
 import shlex
 import sys
 
-from cpaf_jax.experiments import runs_csv
+from cpaf_jax.experiments import atomic, runs_csv
 from cpaf_jax.experiments.reproduction_plan import PAPER_LR, STAGES, Row, stage_rows
 from cpaf_jax.experiments.reproduction_report import cifar_cost, render
 from cpaf_jax.experiments.retuning import DERIVED_STAGES, derived_rows
@@ -160,9 +160,15 @@ def run_stage(args: argparse.Namespace) -> int:
 
 
 def write_report(csv_path: str, doc: str) -> None:
-    """REPRODUCTION.md (``doc``) from ``csv_path`` alone."""
-    with open(doc, "w") as f:
-        f.write(render(runs_csv.read(csv_path), source=csv_path))
+    """REPRODUCTION.md (``doc``) from ``csv_path`` alone: checked and rendered in memory, then
+    the file replaced whole, so a bad runs.csv or a failed write leaves ``doc`` as it was.
+
+    Raises:
+      runs_csv.RunsCsvError: ``csv_path`` is malformed (the message names the line and field).
+      OSError: ``doc`` could not be written.
+    """
+    text = render(runs_csv.read(csv_path), source=csv_path)
+    atomic.write_text(doc, text)
     print(f"wrote {doc} from {csv_path}")
 
 
@@ -181,6 +187,9 @@ def main(argv: list[str]) -> int:
 
         split_cpu_devices(0)
         return run_stage(args)
+    except (runs_csv.RunsCsvError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except SystemExit as e:  # argparse's exit, or a message naming the bad option
         if isinstance(e.code, str):
             print(e.code, file=sys.stderr)

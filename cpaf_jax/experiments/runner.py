@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from cpaf_jax.activations.registry import count_activation_params, family, is_parametric
-from cpaf_jax.experiments import plots, records, report
+from cpaf_jax.experiments import atomic, plots, records, report
 from cpaf_jax.experiments.figures import make_plots
+from cpaf_jax.experiments.resume_check import check_resume, data_identity
 from cpaf_jax.experiments.tracking import make_tracker
 from cpaf_jax.models import build_model
 from cpaf_jax.provenance import provenance
@@ -181,8 +182,13 @@ def _tracking(tracker, act: str):
     return on_records
 
 
-def _train_activation(cfg, opts: RunOptions, settings: Settings, act: str, data, tracker):
-    """One activation's engine call; returns ``(run records, first member's model)``."""
+def _train_activation(
+    cfg, opts: RunOptions, settings: Settings, act: str, data, tracker, identity: dict
+):
+    """One activation's engine call; returns ``(run records, first member's model)``.
+
+    ``identity`` (``resume_check.data_identity``) goes into every checkpoint: a resume on
+    other data is refused."""
     members = sweep_members(opts, act, settings)
     build, sharing, act_kwargs = _model_fn(cfg, act, settings, opts)
     model0 = build(members[0])
@@ -215,7 +221,7 @@ def _train_activation(cfg, opts: RunOptions, settings: Settings, act: str, data,
         data,
         tcfg,
         mesh=sweep_mesh(),
-        describe={"spec": spec, "activation_params": counts},
+        describe={"spec": spec, "activation_params": counts, "data": identity},
         on_records=_tracking(tracker, act),
     )
     applied = {"sharing": sharing, "activation_kwargs": act_kwargs, "counts": counts}
@@ -246,10 +252,7 @@ def _warn_failures(runs: list[dict], num_classes: int) -> None:
 
 
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(obj, indent=1))
 
 
 def _write_outputs(cfg, opts: RunOptions, results: dict, models: dict, data) -> None:
@@ -262,8 +265,7 @@ def _write_outputs(cfg, opts: RunOptions, results: dict, models: dict, data) -> 
     text = report.render(
         cfg, results["runs"], baseline=opts.baseline, command=opts.command, plots=made
     )
-    with open(os.path.join(opts.out, "report.md"), "w") as f:
-        f.write(text)
+    atomic.write_text(os.path.join(opts.out, "report.md"), text)
 
 
 def run_experiment(cfg, opts: RunOptions) -> dict:
@@ -282,8 +284,15 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
     os.makedirs(opts.out, exist_ok=True)
     data = load_data(cfg, opts)
     settings = resolve_settings(cfg, opts, data)
+    identity = data_identity(data, opts.train_subset, opts.validation)
+    if opts.resume:
+        check_resume(opts.out, identity, opts.activations)
     results = {
-        "settings": records.settings_record(cfg, opts, settings, data),
+        "settings": {
+            **records.settings_record(cfg, opts, settings, data),
+            **identity,
+            "activations": list(opts.activations),
+        },
         "environment": records.environment(),
         "provenance": provenance(),
         "runs": [],
@@ -295,7 +304,7 @@ def run_experiment(cfg, opts: RunOptions) -> dict:
     )
     try:
         for act in opts.activations:
-            runs, models[act] = _train_activation(cfg, opts, settings, act, data, tracker)
+            runs, models[act] = _train_activation(cfg, opts, settings, act, data, tracker, identity)
             results["runs"].extend(runs)
             if is_writer():
                 _write_json(os.path.join(opts.out, "results.json"), results)

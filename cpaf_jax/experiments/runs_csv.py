@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
+import math
 import os
+
+from cpaf_jax.experiments import atomic
 
 COLUMNS = (
     "stage", "label", "experiment", "activation", "seed", "lr", "epochs", "k", "sharing",
@@ -99,12 +103,135 @@ def rows_of(results: dict, stage: str, label: str) -> list[dict]:
     return out
 
 
+class RunsCsvError(ValueError):
+    """A runs.csv that cannot be used; the message names the file, the line and the field."""
+
+
+def _integer(low: int):
+    def check(text: str) -> bool:
+        return text.lstrip("-").isdigit() and int(text) >= low
+
+    check.expected = f"an integer >= {low}"
+    return check
+
+
+def _number(low: float, high: float = math.inf, *, open_low: bool = False):
+    def check(text: str) -> bool:
+        try:
+            x = float(text)
+        except ValueError:
+            return False
+        return math.isfinite(x) and (x > low if open_low else x >= low) and x <= high
+
+    bounds = f"> {low:g}" if open_low else f">= {low:g}"
+    check.expected = f"a finite number {bounds}" + (f" and <= {high:g}" if high < math.inf else "")
+    return check
+
+
+def _one_of(*values: str):
+    def check(text: str) -> bool:
+        return text in values
+
+    check.expected = "one of " + ", ".join(repr(v) for v in values)
+    return check
+
+
+def _text_field(text: str) -> bool:
+    return bool(text.strip())
+
+
+_text_field.expected = "a non-empty value"
+
+
+def _optional(check):
+    def optional(text: str) -> bool:
+        return text == "" or check(text)
+
+    optional.expected = f"empty or {check.expected}"
+    return optional
+
+
+#: Each column's check (``check.expected`` says what it wants); other columns may hold anything.
+CHECKS = {
+    "stage": _text_field, "label": _text_field, "experiment": _text_field,
+    "activation": _text_field, "seed": _integer(0), "lr": _number(0.0, open_low=True),
+    "epochs": _integer(1), "k": _optional(_integer(1)),
+    "width": _optional(_number(0.0, open_low=True)), "split": _one_of("test", "validation"),
+    "train_images": _integer(1), "test_accuracy": _number(0.0, 1.0),
+    "test_loss": _number(-math.inf), "activation_params": _integer(0), "params": _integer(1),
+    "dataset": _text_field, "dirty": _one_of("True", "False", ""),
+}  # fmt: skip
+
+
+def _check_header(path: str, header: list[str]) -> None:
+    missing = [c for c in COLUMNS if c not in header]
+    unknown = [c for c in header if c not in COLUMNS]
+    if missing or unknown or len(header) != len(COLUMNS):
+        raise RunsCsvError(
+            f"{path}, line 1: the header must name the columns {', '.join(COLUMNS)}; "
+            f"missing: {', '.join(missing) or 'none'}, unknown or repeated: "
+            f"{', '.join(unknown) or ', '.join(c for c in header if header.count(c) > 1)}"
+        )
+
+
+def _check_row(path: str, line: int, header: list[str], fields: list[str]) -> dict:
+    where = f"{path}, line {line}"
+    if not fields or all(not f.strip() for f in fields):
+        raise RunsCsvError(f"{where}: blank line; remove it (every line is one run)")
+    if len(fields) != len(header):
+        raise RunsCsvError(f"{where}: {len(fields)} fields, expected {len(header)} ({header[0]}..)")
+    row = dict(zip(header, fields, strict=True))
+    for column, check in CHECKS.items():
+        if not check(row[column]):
+            raise RunsCsvError(
+                f"{where}, field {column}: expected {check.expected}, got {row[column]!r}"
+            )
+    return row
+
+
+def parse(path: str, text: str) -> list[dict]:
+    """The rows of runs.csv text, each checked (``CHECKS``), keys (``KEY``) distinct.
+
+    Raises:
+      RunsCsvError: naming the line and the field of the first bad value, a blank line, a row
+        of the wrong length, or the two lines sharing a key.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise RunsCsvError(f"{path} is empty; it must start with the header line")
+    _check_header(path, header)
+    rows, seen = [], {}
+    line = reader.line_num
+    for fields in reader:
+        first, line = line + 1, reader.line_num
+        row = _check_row(path, first, header, fields)
+        key = tuple(row[c] for c in KEY)
+        if key in seen:
+            shown = ", ".join(f"{c}={v}" for c, v in zip(KEY, key, strict=True))
+            raise RunsCsvError(
+                f"{path}, line {first}: the same run as line {seen[key]} ({shown}); keep one"
+            )
+        seen[key] = first
+        rows.append(row)
+    return rows
+
+
 def read(path: str) -> list[dict]:
-    """The rows of a runs.csv (strings), or ``[]`` if it does not exist."""
+    """The rows of a runs.csv (strings, each checked: see :func:`parse`), or ``[]`` if it does
+    not exist.
+
+    Raises:
+      RunsCsvError: the file is malformed (naming the line and the field) or unreadable.
+    """
     if not os.path.exists(path):
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunsCsvError(f"cannot read {path}: {e}") from None
+    return parse(path, text)
 
 
 def _order(row: dict) -> tuple:
@@ -115,14 +242,18 @@ def _order(row: dict) -> tuple:
 
 
 def write(path: str, rows: list[dict]) -> None:
-    """Writes ``rows`` sorted by stage, label, rate and seed (atomically)."""
+    """Writes ``rows`` sorted by stage, label, rate and seed (atomically).
+
+    Raises:
+      RunsCsvError: a row fails :func:`parse`'s checks (nothing is written).
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(sorted(rows, key=_order))
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(sorted(rows, key=_order))
+    parse(path, buf.getvalue())  # a row that would make the file unreadable is never written
+    atomic.write_text(path, buf.getvalue(), newline="")
 
 
 def upsert(existing: list[dict], new: list[dict]) -> list[dict]:

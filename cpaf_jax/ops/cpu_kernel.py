@@ -10,7 +10,9 @@ vectorised loop.
 It is compiled with the C++ compiler found on ``PATH`` (``$CXX``, else ``c++``, ``g++``,
 ``clang++``) against ``jax.ffi.include_dir()`` into a cache folder (``$CPAF_JAX_CACHE``, else
 ``~/.cache/cpaf_jax``) keyed by the source, the compiler, the flags, the jaxlib version and the
-CPU's features, so a machine builds it once (a few seconds). Where no compiler is found, the
+CPU's features, so a machine builds it once (a few seconds; ``cpaf-train build-kernel``
+builds it ahead). The library is checksummed when built and loaded only when it matches, and a
+damaged one is rebuilt once (``cpaf_jax.ops.kernel_cache``). Where no compiler is found, the
 build fails, or ``CPAF_JAX_CPU_KERNEL=0`` is set, ``available()`` is ``False`` and ``cpaf``
 uses its XLA backward instead, with one warning naming the reason (none for the environment
 variable).
@@ -18,25 +20,19 @@ variable).
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 import warnings
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import jaxlib
+
+from cpaf_jax.ops import kernel_cache
 
 Array = jax.Array
 
 TARGET = "cpaf_jax_cpaf_backward_f32"
-SOURCE = Path(__file__).parent / "kernels" / "cpaf_cpu.cc"
+SOURCE = kernel_cache.SOURCE
 #: Base ids of CPAF's built-in bases in the kernel (``enum BaseId`` in the source). The
 #: kernel's other forms are named, with their limits, by the activation families that use them
 #: (``ActivationFamily.kernel``, a ``cpaf_jax.ops.kernel_vjp.KernelSpec``).
@@ -46,78 +42,24 @@ NUM_BASE_IDS = 6
 MAX_K = 8
 #: Upper bound on the chunks a call splits into (the pool's size bounds it too).
 _MAX_THREADS = 64
-FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("CPAF_JAX_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "cpaf_jax"
-    )
-    return Path(root) / "kernels"
-
-
-def _cpu_features() -> str:
-    """The CPU's feature flags (``/proc/cpuinfo``), else what ``platform`` knows: part of the
-    cache key, since ``-march=native`` code can use instructions another CPU lacks (a home
-    folder shared between machines)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return f"{platform.machine()} {platform.processor()}"
-
-
-def _library_path(cxx: str) -> Path:
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(SOURCE.read_bytes())
-    for part in (version, " ".join(FLAGS), jaxlib.__version__, _cpu_features()):
-        key.update(part.encode())
-    return _cache_dir() / f"libcpaf_cpu_{key.hexdigest()[:16]}.so"
-
-
-def _build(cxx: str, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside the target and renamed into place: concurrent builders (pytest workers) each
-    # finish a whole file, and a reader never sees half of one.
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
-    cmd = [cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        os.unlink(tmp)
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    os.replace(tmp, out)
-
-
 def _load() -> str | None:
-    """Builds (if needed), loads and registers the kernel; returns why not, or ``None``."""
+    """Builds (if needed), verifies, loads and registers the kernel; returns why not, or
+    ``None``."""
     if os.environ.get("CPAF_JAX_CPU_KERNEL", "1") == "0":
         return "disabled by CPAF_JAX_CPU_KERNEL=0"
-    cxx = _compiler()
-    if cxx is None:
-        return "no C++ compiler on PATH (set CXX)"
     try:
-        path = _library_path(cxx)
-        if not path.exists():
-            _build(cxx, path)
-        lib = ctypes.cdll.LoadLibrary(str(path))
-        capsule = jax.ffi.pycapsule(lib.cpaf_backward_f32)
+        lib = kernel_cache.load()
+        capsule = jax.ffi.pycapsule(getattr(lib, kernel_cache.SYMBOL))
         jax.ffi.register_ffi_target(TARGET, capsule, platform="cpu")
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-        return f"{type(e).__name__}: {e}"
+    except Exception as e:  # noqa: BLE001 - any failure means the XLA backward, never a crash
+        return (
+            str(e) if isinstance(e, kernel_cache.KernelBuildError) else f"{type(e).__name__}: {e}"
+        )
     _state["lib"] = lib  # keeps the library loaded
     return None
 

@@ -59,6 +59,14 @@ class Checkpointer:
         """The directory of ``epoch``'s checkpoint (whether or not it exists)."""
         return os.path.join(self.directory, str(epoch))
 
+    def discard_partial(self, epoch: int) -> None:
+        """Removes what a failed save of ``epoch`` left (orbax's temporary folders), so a full
+        disk gets its space back and nothing half-written stays beside the good ones."""
+        import glob
+
+        for partial in glob.glob(glob.escape(self.path(epoch)) + ".orbax-checkpoint-tmp*"):
+            shutil.rmtree(partial, ignore_errors=True)
+
     def save(self, epoch: int, state: Any, meta: dict) -> str:
         """Saves and waits until the checkpoint is complete on disk; returns its path."""
         self._mngr.save(
@@ -122,6 +130,10 @@ class DiskFull(OSError):
     """The disk filled up while a checkpoint was written (the last good one is kept)."""
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (the last good one is kept); one line says which."""
+
+
 class ResumeMismatch(ValueError):
     """``--resume`` found a checkpoint written for other members, settings or model."""
 
@@ -179,12 +191,14 @@ class RunCheckpoints:
         if _roundtrip(current) != stored:
             problems.append(f"members (seeds, initial a/b) {stored} -> {_roundtrip(current)}")
         problems += _differences(meta.get("config", {}), self.fixed_config)
-        if meta.get("model", {}) != self.describe:
+        was, now = meta.get("model", {}), self.describe
+        if "data" not in was:  # written before checkpoints named their data: not checked
+            now = {k: v for k, v in now.items() if k != "data"}
+        if was != now:
             problems += [
-                f"model {d}"
-                for d in _differences(
-                    meta.get("model", {}).get("spec", {}), self.describe.get("spec", {})
-                )
+                f"{part} {d}"
+                for part, key in (("model", "spec"), ("data", "data"))
+                for d in _differences(was.get(key) or {}, now.get(key) or {})
             ] or ["model description"]
         if problems:
             raise ResumeMismatch(
@@ -266,13 +280,19 @@ class RunCheckpoints:
         }
         try:
             self.last_good = self._ckpt.save(epoch, stacked, meta)
-        except Exception as e:  # orbax wraps write errors; only a full disk is rephrased
-            if "No space left" not in str(e) and getattr(e, "errno", None) != 28:
-                raise
-            raise DiskFull(
-                f"no space left on the device writing checkpoint {self._ckpt.path(epoch)}; "
-                f"the last good checkpoint is {self.last_good or 'none'}"
-            ) from None
+        except Exception as e:  # noqa: BLE001 - orbax wraps write errors in several types
+            self._ckpt.discard_partial(epoch)
+            kept = f"the last good checkpoint is {self.last_good or 'none'}"
+            if "No space left" in str(e) or getattr(e, "errno", None) == 28:
+                raise DiskFull(
+                    f"no space left on the device writing checkpoint {self._ckpt.path(epoch)}; "
+                    f"{kept}"
+                ) from e
+            reason = (str(e).strip().splitlines() or [""])[0][:300]
+            raise CheckpointWriteError(
+                f"could not write checkpoint {self._ckpt.path(epoch)} ({type(e).__name__}: "
+                f"{reason}); {kept}"
+            ) from e
         return self.last_good
 
     def close(self) -> None:

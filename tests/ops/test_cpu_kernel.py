@@ -68,6 +68,23 @@ def test_kernel_gradients_equal_the_xla_backward(rng, base, sharing, shape):
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * scale)
 
 
+# (y shape, p shape): 131,072 elements, over the 65,536 per chunk at which the kernel splits
+# its work over threads: wide rows by column blocks, narrow rows by rows (per-chunk partial
+# sums added at the end), and one parameter set shared by every element.
+SPLIT_SHAPES = (((128, 1024), (1024, 3)), ((2048, 64), (64, 2)), ((4096, 32), (2,)))
+
+
+@pytest.mark.parametrize("shape,p_shape", SPLIT_SHAPES, ids=str)
+def test_work_split_over_threads_equals_the_xla_backward(rng, shape, p_shape):
+    y, g, a, b = _inputs(rng, shape, p_shape)
+    kernel, xla = _grads("custom_vjp", "sigmoid"), _grads("xla_vjp", "sigmoid")
+    assert y.size >= 131_072 and _uses_kernel(kernel, y, a, b, g)
+    for got, want in zip(kernel(y, a, b, g), xla(y, a, b, g), strict=True):
+        # The parameter sums run over up to 131,072 rows: float32 rounding grows with them.
+        scale = float(np.max(np.abs(want))) + 1.0
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
+
+
 def test_kernel_under_vmap_equals_each_member(rng):
     """vmap over members with their own parameters (a sweep): the kernel's batched call."""
     shape, p_shape = (16, 5, 5, 3), (4, 5, 5, 3, 2)

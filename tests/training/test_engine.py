@@ -142,6 +142,43 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(small, tmp_pat
     _assert_same(res.state.params, full.state.params)
 
 
+def _count_steps(monkeypatch) -> list:
+    calls = []
+    step = executors.LoopExecutor.step
+
+    def counting(self, i):
+        calls.append(i)
+        return step(self, i)
+
+    monkeypatch.setattr(executors.LoopExecutor, "step", counting)
+    return calls
+
+
+def test_the_fallback_checkpoint_retrains_only_the_epochs_after_it(small, tmp_path, monkeypatch):
+    """Epoch 2's checkpoint unreadable: the run resumes from epoch 1's and trains epoch 2's 4
+    steps again, not 8 from scratch (which a deterministic run would end at the same params)."""
+    members = [Member(seed=0)]
+    _train(small, members, tmp_path, epochs=2)
+    for f in (tmp_path / "checkpoints" / "2" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    calls = _count_steps(monkeypatch)
+    with pytest.warns(UserWarning, match="could not be read"):
+        res = _train(small, members, tmp_path, epochs=2, resume=True)
+    assert len(calls) == 4 and res.run(0).steps == 8
+
+
+def test_resume_applies_a_new_activation_rate_to_the_grouped_optimizer(small, tmp_path):
+    _train(small, [Member(seed=0, lr=1e-3, activation_lr=2e-2)], tmp_path)
+    res = _train(small, [Member(seed=0, lr=1e-3, activation_lr=5e-3)], tmp_path, epochs=2,
+                 resume=True)  # fmt: skip
+    state = res.member_state(0).opt_state
+    rates = {k: float(v.inner_state.hyperparams["learning_rate"])
+             for k, v in state.inner_states.items()}  # fmt: skip
+    assert rates == pytest.approx({"weight": 1e-3, "activation": 5e-3})
+    assert res.run(0).steps == 8
+
+
 def test_sweep_killed_in_its_second_epoch_resumes_without_retraining_the_first(
     tmp_path, jax_subprocess_env
 ):
