@@ -290,7 +290,7 @@ def test_unknown_activation_is_rejected(capsys):
 
 
 def test_checkpoint_restores_an_identical_model_without_its_config(fashion, tmp_path):
-    from cpaf_jax.training.restore import restore_model
+    from cpaf_jax.experiments.restore import restore_model
 
     out = tmp_path / "out"
     rc = main(
