@@ -33,8 +33,8 @@ import numpy as np
 
 from cpaf_jax import compile_options
 from cpaf_jax.data import load_dataset
-from cpaf_jax.provenance import describe, provenance
 from cpaf_jax.experiments.paper import build_member_states
+from cpaf_jax.provenance import describe, provenance
 from cpaf_jax.training import Member, member_epoch_indices
 from cpaf_jax.training.executors import SweepProgram, make_executor, rule_strategy
 from cpaf_jax.training.meshes import split_cpu, sweep_mesh
