@@ -44,8 +44,8 @@ def as_arrays(data, eval_data=None) -> Arrays:
 
     Args:
       data: a ``cpaf_jax.data.Dataset`` (its training and test splits) or a pair
-        ``(x_train, y_train)`` of NumPy or JAX arrays.
-      eval_data: a pair ``(x_test, y_test)`` to evaluate on; required with a pair ``data``,
+        ``(x_train [N, ...], y_train [N, ...])`` of NumPy or JAX arrays.
+      eval_data: a pair ``(x_test [T, ...], y_test [T, ...])`` to evaluate on; required with a pair ``data``,
         and replaces a ``Dataset``'s test split when given.
 
     Raises:
