@@ -45,8 +45,8 @@ def as_arrays(data, eval_data=None) -> Arrays:
     Args:
       data: a ``cpaf_jax.data.Dataset`` (its training and test splits) or a pair
         ``(x_train [N, ...], y_train [N, ...])`` of NumPy or JAX arrays.
-      eval_data: a pair ``(x_test [T, ...], y_test [T, ...])`` to evaluate on; required with a pair ``data``,
-        and replaces a ``Dataset``'s test split when given.
+      eval_data: a pair ``(x_test [T, ...], y_test [T, ...])`` to evaluate on; required with
+        a pair ``data``, and replaces a ``Dataset``'s test split when given.
 
     Raises:
       TypeError, ValueError: what was given is neither, or its lengths differ.
