@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -92,11 +93,17 @@ class Member:
 def _short(v) -> str:
     if isinstance(v, Mapping):
         return "{" + ",".join(f"{k}:{_short(x)}" for k, x in v.items()) + "}"
+    if callable(v) and not isinstance(v, np.ndarray | jax.Array):
+        return type(v).__name__
     if isinstance(v, list | tuple):
         return "(" + ",".join(f"{float(x):g}" for x in v) + ")"
-    if np.ndim(v) == 0 and not callable(v):
+    if np.ndim(v) == 0:
         return f"{float(v):g}"
-    return type(v).__name__
+    a = np.asarray(v, np.float64)
+    if a.size <= 8:
+        return "(" + ",".join(f"{x:g}" for x in a.ravel()) + ")"
+    # Large arrays: shape and a checksum, so that members with different values differ.
+    return f"array{list(a.shape)}#{zlib.crc32(a.tobytes()):08x}"
 
 
 def _jsonable(v) -> Any:

@@ -217,6 +217,9 @@ def test_old_spellings_map_onto_inits_and_warn():
         m = Member(seed=1, a_init=(4.0, 4.0), b_init=2.0)
     assert m.inits == {"a": (4.0, 4.0), "b": 2.0} and m.a_init is None
     assert m.label == Member(seed=1, inits={"a": (4.0, 4.0), "b": 2.0}).label
+    # Array values label members apart, so that a sweep over them needs no labels of its own.
+    big = [Member(inits={"a": np.full((3, 4, 2), v)}).label for v in (1.0, 2.0)]
+    assert big[0] != big[1] and Member(inits={"p": np.arange(3.0)}).label.endswith("p=(0,1,2)")
     import cpaf_jax.training as training
 
     for old, new in (("SweepMember", Member), ("FitConfig", TrainConfig)):
