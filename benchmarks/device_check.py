@@ -129,8 +129,8 @@ def _random_data(n: int, n_test: int) -> types.SimpleNamespace:
 def mesh_paths(smoke: bool) -> dict:
     """The engine over every device (``member_mesh``, ``data_mesh``) against ``loop`` on one
     device: strategy, devices, seconds and the largest test-loss difference per path."""
+    from cpaf_jax.experiments.paper import build_member_model
     from cpaf_jax.training import Member, TrainConfig, train
-    from cpaf_jax.training.members import build_member_model
     from cpaf_jax.training.meshes import data_mesh, member_mesh
 
     d = jax.device_count()

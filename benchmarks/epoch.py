@@ -21,7 +21,7 @@ import jax
 from benchmarks.train_step import StepRunner
 from cpaf_jax.data import load_dataset
 from cpaf_jax.models import build_model
-from cpaf_jax.training import FitConfig, fit
+from cpaf_jax.training import TrainConfig, fit
 from cpaf_jax.training.optim import make_optimizer
 
 
@@ -40,7 +40,7 @@ def run(mode: str) -> dict:
     batch = 128
     rows = []
     for act in acts:
-        cfg = FitConfig(
+        cfg = TrainConfig(
             epochs=4,
             batch_size=batch,
             progress=False,

@@ -33,8 +33,9 @@ import numpy as np
 
 from cpaf_jax import compile_options
 from cpaf_jax.data import load_dataset
+from cpaf_jax.experiments.paper import build_member_states
 from cpaf_jax.provenance import describe, provenance
-from cpaf_jax.training import SweepMember, build_member_states, member_epoch_indices
+from cpaf_jax.training import Member, member_epoch_indices
 from cpaf_jax.training.executors import SweepProgram, make_executor, rule_strategy
 from cpaf_jax.training.meshes import split_cpu, sweep_mesh
 from cpaf_jax.training.state import row_step
@@ -49,7 +50,7 @@ def bench_one(ds, activation: str, m: int, steps: int, repeats: int, chunk: int)
     candidate in turn (round-robin, so a load spike on the shared machine hits all alike), and
     the best round counts.
     """
-    members = [SweepMember(seed=s, lr=1e-3) for s in range(m)]
+    members = [Member(seed=s, lr=1e-3) for s in range(m)]
     graphdef, tx, states = build_member_states(KIND, activation, members)
     n = len(ds.train_labels)
     n_steps = 1 + steps * repeats

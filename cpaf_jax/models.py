@@ -13,9 +13,11 @@ Choices where the paper is silent (SPEC.md section 3), and why:
   activations for a given seed because activation parameters draw no random numbers by
   default.
 
-Every model is called as ``model(x, train=False, key=None)``: ``x`` is ``[N, H, W, C]``
-float, the result ``[N, num_classes]`` logits (float32). ``train=True`` uses batch statistics
-and dropout (which needs ``key``).
+Every model follows Flax's NNX idiom: it is called as ``model(x)``, ``x`` ``[N, H, W, C]``
+float, the result ``[N, num_classes]`` logits. ``model.train()`` (the mode a model is built in)
+makes CifarNet's batch norm use batch statistics and its dropout drop, with keys from the
+model's own ``nnx.Rngs`` (the ``dropout`` stream if the ``rngs`` given have one, else their
+default stream); ``model.eval()`` uses the running statistics and no dropout.
 """
 
 from __future__ import annotations
@@ -125,8 +127,7 @@ class MnistFeatureNet(nnx.Module):
             x = _conv_act_pool(conv, act, x, self.fuse_pooling) if pool else act(conv(x))
         return x.reshape(x.shape[0], -1)
 
-    def __call__(self, x: Array, train: bool = False, key: Array | None = None) -> Array:
-        del train, key
+    def __call__(self, x: Array) -> Array:
         return self.head(self.features(x))
 
 
@@ -182,8 +183,7 @@ class FashionNet(nnx.Module):
         self.act4 = _act(activation, (hidden,), sharing, kw, rngs)
         self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
 
-    def __call__(self, x: Array, train: bool = False, key: Array | None = None) -> Array:
-        del train, key
+    def __call__(self, x: Array) -> Array:
         x = _conv_act_pool(self.conv1, self.act1, x, self.fuse_pooling)
         x = _conv_act_pool(self.conv2, self.act2, x, self.fuse_pooling)
         x = self.act3(self.conv3(x))
@@ -252,7 +252,6 @@ class CifarNet(nnx.Module):
         self.convs = nnx.List(convs)
         self.acts = nnx.List(acts)
         self.norms = nnx.List(norms)
-        self.conv_dropout = nnx.Dropout(conv_dropout)
         flat = h * w * cin
         fcs, fc_acts = [], []
         for _ in range(n_fc):
@@ -261,15 +260,13 @@ class CifarNet(nnx.Module):
             flat = 512
         self.fcs = nnx.List(fcs)
         self.fc_acts = nnx.List(fc_acts)
-        self.fc_dropout = nnx.Dropout(fc_dropout)
         self.out = nnx.Linear(flat, num_classes, rngs=rngs)
+        # Built last: each dropout forks a key from ``rngs``, which must not move the weights'
+        # keys (the weights of a seed are those of the networks without dropout).
+        self.conv_dropout = nnx.Dropout(conv_dropout, rngs=rngs)
+        self.fc_dropout = nnx.Dropout(fc_dropout, rngs=rngs)
 
-    def __call__(self, x: Array, train: bool = False, key: Array | None = None) -> Array:
-        if train and key is None:
-            raise ValueError("CifarNet needs a PRNG key for dropout when train=True")
-        n_drop = len(self.convs) // 2 + len(self.fcs)
-        keys = list(jax.random.split(key, n_drop)) if train else [None] * n_drop
-        det = not train
+    def __call__(self, x: Array) -> Array:
         for i, (conv, act, norm) in enumerate(zip(self.convs, self.acts, self.norms, strict=True)):
             pool = i % 2 == 1
             if pool and norm is None:
@@ -277,15 +274,15 @@ class CifarNet(nnx.Module):
             else:
                 x = act(conv(x))
                 if norm is not None:
-                    x = norm(x, use_running_average=det)
+                    x = norm(x)
                 if pool:
                     x = max_pool_2x2(x)
             if pool:
-                x = self.conv_dropout(x, deterministic=det, rngs=keys.pop(0))
+                x = self.conv_dropout(x)
         x = x.reshape(x.shape[0], -1)
         for fc, act in zip(self.fcs, self.fc_acts, strict=True):
             x = act(fc(x))
-            x = self.fc_dropout(x, deterministic=det, rngs=keys.pop(0))
+            x = self.fc_dropout(x)
         return self.out(x).astype(jnp.float32)
 
 

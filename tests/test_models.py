@@ -30,7 +30,7 @@ def test_same_network_for_every_seed(activation):
 def test_networks_give_logits_and_count_their_activations(kind, kwargs, shape, pairs):
     model = build_model(kind, "cpaf_sigmoid", **kwargs)
     x = jnp.ones(shape)
-    logits = model(x, train=True, key=jax.random.key(0)) if kind == "cifar" else model(x)
+    logits = model(x)  # the mode a model is built in: train (dropout from its own rngs)
     assert logits.shape == (2, 10) and logits.dtype == jnp.float32
     assert cpaf_jax.count_activation_params(model)["cpaf_pairs"] == pairs
 
@@ -41,15 +41,31 @@ def test_feature_net_exposes_the_2d_feature():
     assert z.shape == (3, 2)
 
 
-def test_cifar_dropout_needs_a_key_and_eval_is_deterministic():
-    model = build_model("cifar", "relu", structure=3)
+def test_cifar_dropout_follows_train_and_eval_with_keys_from_its_own_rngs():
+    model = build_model("cifar", "relu", structure=3, seed=0)
     x = jnp.ones((2, 32, 32, 3))
-    with pytest.raises(ValueError, match="PRNG key"):
-        model(x, train=True)
+    model.eval()
     assert jnp.array_equal(model(x), model(x))
-    a = model(x, train=True, key=jax.random.key(0))
-    b = model(x, train=True, key=jax.random.key(1))
+    model.train()
+    a, b = model(x), model(x)  # the stream's counter moves: a new mask every call
     assert not jnp.array_equal(a, b)
+    again = build_model("cifar", "relu", structure=3, seed=0)
+    again.train()
+    assert jnp.array_equal(again(x), a)  # the same seed draws the same masks
+    other = build_model("cifar", "relu", structure=3, seed=1)
+    other.train()
+    assert not jnp.array_equal(other(x), a)
+
+
+def test_cifar_dropout_does_not_move_the_weights_of_a_seed():
+    # Dropout forks its key from the same rngs; built last, it leaves every weight as the
+    # network without dropout draws it.
+    kw = {"structure": 3, "seed": 4}
+    with_dropout = nnx.state(build_model("cifar", "relu", **kw), nnx.Param)
+    without = nnx.state(
+        build_model("cifar", "relu", conv_dropout=0.0, fc_dropout=0.0, **kw), nnx.Param
+    )
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, with_dropout, without))
 
 
 def test_unknown_model_and_bad_structure():

@@ -148,6 +148,20 @@ def positive_floats(text: str) -> tuple[float, ...]:
     return _distinct(tuple(positive_float(x) for x in _items(text, "numbers")), "values")
 
 
+def init_value(text: str) -> tuple[str, float | tuple[float, ...]]:
+    """``"a=4,4"`` -> ``("a", (4.0, 4.0))``; ``"p=0.5"`` -> ``("p", 0.5)``: one initial value
+    of the named activation parameter (finite numbers)."""
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUES such as a=4,4 or p=0.5 (a parameter of the activation's "
+            f"family and one number or one per coefficient); got {text!r}"
+        )
+    numbers = tuple(_number(x) for x in _items(values, "numbers"))
+    return name, numbers[0] if len(numbers) == 1 else numbers
+
+
 def activation_names(text: str) -> tuple[str, ...]:
     """``"relu,cpaf_relu"`` -> the names, each registered, distinct."""
     from cpaf_jax.activations.registry import known_activations
@@ -246,6 +260,15 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_sweep_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--init",
+        type=init_value,
+        action="append",
+        metavar="NAME=VALUES",
+        help="an initial value of the activation parameter NAME (as the family names it: a, b "
+        "for CPAF, p, q for PAU...), one number or one per coefficient; repeat to sweep: "
+        "--init a=4,4 --init a=1,1 --init b=2,-2 trains every combination",
+    )
     p.add_argument(
         "--init-a",
         type=floats,
@@ -370,11 +393,38 @@ def _check_combination(p: argparse.ArgumentParser, args: argparse.Namespace, cfg
                 f"argument {option}: applies to CPAF activations only; none of "
                 f"{', '.join(activations)} is one"
             )
+    _check_inits(p, args, activations)
     if args.baseline is not None and args.baseline not in activations:
         p.error(
             f"argument --baseline: {args.baseline!r} is not among the activations trained "
             f"({', '.join(activations)})"
         )
+
+
+def _check_inits(p: argparse.ArgumentParser, args: argparse.Namespace, activations) -> None:
+    """``--init NAME=...``: NAME a parameter of some activation's family, not also given by
+    ``--init-a`` / ``--init-b``."""
+    from cpaf_jax.activations.registry import family
+
+    valid = sorted({n for a in activations for n in family(a).params})
+    paired = set()
+    for a in activations:
+        pairs = family(a).pairs
+        if pairs is not None:
+            paired |= {pairs[0]} if args.init_a else set()
+            paired |= {pairs[1]} if args.init_b else set()
+    for name, _ in args.init or ():
+        if name not in valid:
+            p.error(
+                f"argument --init: {name!r} is not a parameter of "
+                f"{', '.join(activations)}; their parameters are {', '.join(valid) or 'none'}"
+            )
+        if name in paired:
+            p.error(f"argument --init: {name!r} is also set by --init-a/--init-b; give one")
+    values = [(n, v) for n, v in args.init or ()]
+    dup = sorted({f"{n}={v}" for n, v in values if values.count((n, v)) > 1})
+    if dup:
+        p.error(f"argument --init: values given more than once: {', '.join(dup)}")
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, object]:
@@ -445,6 +495,7 @@ def _options(args: argparse.Namespace, cfg, argv: list[str]):
         sweep_strategy=args.sweep_strategy,
         init_a=args.init_a or (),
         init_b=args.init_b or (),
+        inits=tuple(args.init or ()),
         weight_decay=args.weight_decay,
         resume=args.resume,
         progress=not args.no_progress,

@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     if not os.path.isdir(args.run_dir):  # checked first: restoring would create the folder
         print(f"error: run folder {args.run_dir!r} does not exist", file=sys.stderr)
         return 2
-    from cpaf_jax.training.restore import restore_model
+    from cpaf_jax.experiments.restore import restore_model
 
     try:
         model = restore_model(args.run_dir, args.epoch)

@@ -11,6 +11,7 @@ import platform
 import jax
 
 from cpaf_jax import compile_options
+from cpaf_jax.activations.registry import family
 
 
 def environment() -> dict:
@@ -81,6 +82,16 @@ def _final_train_loss(history: list[dict]) -> float | None:
     return epochs[-1]["train_loss"] if epochs else None
 
 
+def _pair_inits(act: str, m) -> dict:
+    """``{"init_a": [...] | None, "init_b": ...}`` from the member's values of the family's
+    (scale, location) pair (``ActivationFamily.pairs``); ``None`` where not given."""
+    pairs = family(act).pairs
+    if pairs is None:
+        return {"init_a": None, "init_b": None}
+    inits = m.describe()["inits"]
+    return {"init_a": inits.get(pairs[0]), "init_b": inits.get(pairs[1])}
+
+
 def run_record(cfg, act: str, res, i: int, tcfg, data, applied: dict) -> dict:
     """Member ``i`` of an engine result as one ``results.json`` run.
 
@@ -106,8 +117,9 @@ def run_record(cfg, act: str, res, i: int, tcfg, data, applied: dict) -> dict:
         "weight_decay": tcfg.weight_decay,
         "sharing": applied["sharing"],
         "activation_kwargs": applied["activation_kwargs"],
-        "init_a": None if m.a_init is None else list(m.a_init),
-        "init_b": None if m.b_init is None else list(m.b_init),
+        "inits": m.describe()["inits"],
+        # The (scale, location) pair's initial values, which the report's grid reads.
+        **_pair_inits(act, m),
         "wall_seconds": res.wall_seconds,
         "train_seconds": res.train_seconds,
         "images_per_second": res.images_per_second,

@@ -21,6 +21,7 @@ import numpy as np
 from cpaf_jax.activations.registry import count_activation_params, family, is_parametric
 from cpaf_jax.experiments import atomic, plots, records, report
 from cpaf_jax.experiments.figures import make_plots
+from cpaf_jax.experiments.restore import model_spec
 from cpaf_jax.experiments.resume_check import check_resume, data_identity
 from cpaf_jax.experiments.tracking import make_tracker
 from cpaf_jax.models import build_model
@@ -28,7 +29,6 @@ from cpaf_jax.provenance import provenance
 from cpaf_jax.training import Member, TrainConfig, TrainingDiverged, train
 from cpaf_jax.training.hosts import is_writer
 from cpaf_jax.training.meshes import sweep_mesh
-from cpaf_jax.training.restore import model_spec
 
 
 @dataclasses.dataclass
@@ -57,8 +57,9 @@ class RunOptions:
     sweep: bool = True
     sweep_strategy: str = "auto"
     learning_rates: tuple[float, ...] = ()
-    init_a: tuple[float, ...] = ()
+    init_a: tuple[float, ...] = ()  # the family's (scale, location) pair, Table 1's pattern
     init_b: tuple[float, ...] = ()
+    inits: tuple[tuple[str, Any], ...] = ()  # (parameter name, one initial value), swept
     baseline: str | None = None
     plots: bool = True
     track: str = "none"
@@ -120,31 +121,48 @@ def activation_kwargs_for(act: str, opts: RunOptions) -> dict:
     return family(act).select(opts.activation_kwargs or {})
 
 
-def sweep_members(opts: RunOptions, act: str, settings: Settings) -> list[Member]:
-    """One activation's members: seeds x learning rates x the (a, b) grid.
-
-    The (a, b) grid follows Table 1's pattern for k terms: ``a_i = a`` and
-    ``b_i = linspace(b, -b, k)``; it applies to families with (scale, location) pairs (CPAF)
-    only; the others get none.
-    """
-    lrs = opts.learning_rates or (settings.learning_rate,)
-    grid = [(None, None)]
+def _pair_grid(opts: RunOptions, act: str) -> list[dict]:
+    """``--init-a`` / ``--init-b``: the family's (scale, location) pair in Table 1's pattern
+    for k terms, ``scale_i = A`` and ``location = linspace(B, -B, k)``; ``[{}]`` when not given
+    or when the family has no such pair."""
     fam = family(act)
-    if fam.pairs is not None and (opts.init_a or opts.init_b):
-        k = int(activation_kwargs_for(act, opts).get("k", 2))
-        a0, b0 = (fam.initial_values(k=k)[n] for n in fam.pairs)
-        a_vals = opts.init_a or (float(a0[0]),)
-        b_vals = opts.init_b or (float(b0[0]) if k > 1 else 0.0,)
-        grid = [
-            (tuple([a] * k), tuple(np.linspace(b, -b, k).tolist()) if k > 1 else (b,))
-            for a in a_vals
-            for b in b_vals
-        ]
+    if fam.pairs is None or not (opts.init_a or opts.init_b):
+        return [{}]
+    scale, loc = fam.pairs
+    k = int(activation_kwargs_for(act, opts).get("k", 2))
+    a0, b0 = (fam.initial_values(k=k)[n] for n in fam.pairs)
+    a_vals = opts.init_a or (float(a0[0]),)
+    b_vals = opts.init_b or (float(b0[0]) if k > 1 else 0.0,)
     return [
-        Member(seed=seed, lr=rate, activation_lr=opts.activation_lr, a_init=a, b_init=b)
+        {scale: tuple([a] * k), loc: tuple(np.linspace(b, -b, k).tolist()) if k > 1 else (b,)}
+        for a in a_vals
+        for b in b_vals
+    ]
+
+
+def init_grid(opts: RunOptions, act: str) -> list[dict]:
+    """One activation's grid of initial values: the pair grid times every ``--init NAME=...``
+    whose NAME is a parameter of the activation's family (each repetition of a name is one
+    more value of it to sweep)."""
+    params = family(act).params
+    grid = _pair_grid(opts, act)
+    values: dict[str, list] = {}
+    for name, value in opts.inits:
+        if name in params:
+            values.setdefault(name, []).append(value)
+    for name, vals in values.items():
+        grid = [{**g, name: v} for g in grid for v in vals]
+    return grid
+
+
+def sweep_members(opts: RunOptions, act: str, settings: Settings) -> list[Member]:
+    """One activation's members: seeds x learning rates x the grid of initial values."""
+    lrs = opts.learning_rates or (settings.learning_rate,)
+    return [
+        Member(seed=seed, lr=rate, activation_lr=opts.activation_lr, inits=inits)
         for seed in opts.seeds
         for rate in lrs
-        for a, b in grid
+        for inits in init_grid(opts, act)
     ]
 
 
@@ -152,16 +170,12 @@ def _model_fn(cfg, act: str, settings: Settings, opts: RunOptions):
     kwargs = dict(settings.model_kwargs)
     act_kwargs = activation_kwargs_for(act, opts)
     sharing = settings.sharing if is_parametric(act) else None
+    extra = {"activation_kwargs": act_kwargs} if act_kwargs else {}
+    if sharing is not None:
+        extra["sharing"] = sharing
 
     def build(member: Member):
-        kw = dict(act_kwargs)
-        if member.a_init is not None:
-            kw["a_init"] = member.a_init
-        if member.b_init is not None:
-            kw["b_init"] = member.b_init
-        extra = {"activation_kwargs": kw} if kw else {}
-        if sharing is not None:
-            extra["sharing"] = sharing
+        # The engine writes the member's initial values into the built network.
         return build_model(cfg.model, act, seed=member.seed, **kwargs, **extra)
 
     return build, sharing, act_kwargs

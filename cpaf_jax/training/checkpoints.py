@@ -3,9 +3,9 @@
 The state is saved as its flat list of leaves (keyed ``"000000"``, ``"000001"``, ...), and
 restored into the tree structure of a freshly initialised state. That keeps checkpoints
 independent of how NNX or optax name their internals between versions; ``meta`` (JSON) holds
-the epoch, the history so far, and the model's spec (kind, activation, sharing, the family, k
-and initial values of each activation), so ``cpaf_jax.training.restore.restore_model`` rebuilds the
-model from a checkpoint alone.
+the epoch, the history so far, and whatever description of the model the caller gives (the
+experiments store a spec from which ``cpaf_jax.experiments.restore.restore_model`` rebuilds the
+model from a checkpoint alone).
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ class Checkpointer:
             epoch,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(_leaves_dict(state)),
-                # The model alone (params, others) restores without knowing the optimizer.
-                model=ocp.args.StandardSave(_leaves_dict((state.params, state.others))),
+                # The model alone (params, rngs, others) restores without the optimizer.
+                model=ocp.args.StandardSave(_leaves_dict((state.params, state.rngs, state.others))),
                 meta=ocp.args.JsonSave(meta),
             ),
         )
@@ -88,7 +88,7 @@ class Checkpointer:
         Args:
           epoch: which checkpoint.
           like: a pytree of the saved structure: a ``TrainState`` for ``item="state"``, a
-            ``(params, others)`` pair for ``item="model"``.
+            ``(params, rngs, others)`` triple for ``item="model"``.
           item: ``"state"`` (everything, for resuming) or ``"model"`` (the model alone).
         """
         leaves, treedef = jax.tree.flatten(like)
@@ -153,7 +153,7 @@ def _roundtrip(x):
 
 def _fixed(member: dict) -> dict:
     # What a resume may not change: learning rates (and the label naming them) may change.
-    return {k: member.get(k) for k in ("seed", "a_init", "b_init")}
+    return {k: member.get(k) for k in ("seed", "inits")}
 
 
 class RunCheckpoints:

@@ -1,27 +1,40 @@
 """The training engine: one program for a single run and for sweeps (PureJaxRL's shape).
 
-``train(members, model_fn, data, config)`` trains every member: a single run is
+``train(members, model, data, config)`` trains every member: a single run is
 ``members=[Member(seed=s, lr=lr)]`` and runs exactly the program a sweep member runs. Members
-are built the same way (``model_fn(member)``, ``tx_fn(member)``, ``init_state``), see the same
-batches (``epoch_permutation(member.seed, epoch, N)``), and are executed by one of the
-executors of ``cpaf_jax.training.executors`` (one after another, vmapped, in chunks, split over
-a device mesh, or each member's batch split over devices); how they run is a dispatch choice
+are built the same way (``model(member)`` for a factory, or a copy of a given module, with the
+member's ``inits`` written in; ``tx_fn(member)``, ``init_state``), see the same batches
+(``epoch_permutation(member.seed, epoch, N)``), and are executed by one of the executors of
+``cpaf_jax.training.executors`` (one after another, vmapped, in chunks, split over a device
+mesh, or each member's batch split over devices); how they run is a dispatch choice
 (``TrainConfig.strategy``), not another loop. Every option exists once, for every member
 count: parameter groups and per-member learning rates (``Member.activation_lr``), weight
 decay, evaluation cadence, trajectories, NaN/Inf isolation of one member, progress lines,
 ``metrics.jsonl`` and atomic per-epoch checkpoints of the whole stacked state (``resume``).
 
+Models are any Flax NNX module in Flax's idiom (``model(x)``; ``nnx.Dropout`` and
+``nnx.BatchNorm`` switched by ``model.train()`` / ``model.eval()``; dropout keys from the
+model's own ``nnx.Rngs``, folded with each member's seed).
+
 Example::
 
-    from cpaf_jax.data import load_dataset
-    from cpaf_jax.models import build_model
+    from flax import nnx
+    import cpaf_jax
     from cpaf_jax.training import Member, TrainConfig, train
 
-    ds = load_dataset("fashion_mnist")
-    members = [Member(seed=s) for s in range(3)]
-    res = train(members, lambda m: build_model("fashion_mnist", "cpaf_relu", seed=m.seed),
-                ds, TrainConfig(epochs=10, out_dir="runs/demo"))
-    print(res.test_accuracy)        # float64 [M]
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = nnx.Conv(1, 16, (3, 3), rngs=rngs)
+            self.act = cpaf_jax.activation("cpaf_relu", features_shape=(28, 28, 16))
+            self.out = nnx.Linear(28 * 28 * 16, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(self.act(self.conv(x)).reshape(x.shape[0], -1))
+
+    members = [Member(seed=s, inits={"a": a}) for s in range(3) for a in (0.5, 1.0)]
+    res = train(members, lambda m: Net(nnx.Rngs(m.seed)), (x_train, y_train),
+                TrainConfig(epochs=1), eval_data=(x_test, y_test))
+    print(res.test_loss)            # float64 [M]
 """
 
 from __future__ import annotations
@@ -40,18 +53,13 @@ from jax.sharding import Mesh
 
 from cpaf_jax.training import executors as ex_mod
 from cpaf_jax.training import meshes as shd
+from cpaf_jax.training.arrays import Arrays, as_arrays
 from cpaf_jax.training.checkpoints import ResumeMismatch, RunCheckpoints
 from cpaf_jax.training.epochs import EpochRunner
-from cpaf_jax.training.members import (
-    Member,
-    build_member_model,
-    init_states,
-    member_epoch_indices,
-    member_tx,
-)
+from cpaf_jax.training.members import Member, init_states, member_epoch_indices, member_tx
 from cpaf_jax.training.records import TrainingDiverged
-from cpaf_jax.training.results import FitResult, RunView, TrainResult
-from cpaf_jax.training.state import init_state
+from cpaf_jax.training.results import RunView, TrainResult
+from cpaf_jax.training.state import LossFn, init_state
 from cpaf_jax.training.test_set import pad_eval
 
 
@@ -115,13 +123,10 @@ class TrainConfig:
             )
 
 
-FitConfig = TrainConfig
-
-
-def _steps_per_epoch(data, cfg: TrainConfig) -> int:
-    n = len(data.train_labels)
+def _steps_per_epoch(data: Arrays, cfg: TrainConfig) -> int:
+    n = len(data.train_y)
     if n // cfg.batch_size == 0:
-        raise ValueError(f"batch size {cfg.batch_size} is larger than the {n} training images")
+        raise ValueError(f"batch size {cfg.batch_size} is larger than the {n} training examples")
     return n // cfg.batch_size
 
 
@@ -171,23 +176,35 @@ def _smaller(name: str, chunk: int, d: int) -> tuple[str, int]:
 
 def train(
     members: Sequence[Member],
-    model_fn: Callable[[Member], nnx.Module],
+    model: nnx.Module | Callable[[Member], nnx.Module],
     data,
-    cfg: TrainConfig,
+    cfg: TrainConfig | None = None,
     *,
+    eval_data=None,
+    loss_fn: LossFn | None = None,
+    metric_fn: LossFn | None = None,
     tx_fn: Callable[[Member], Any] | None = None,
     mesh: Mesh | None = None,
     describe: dict | None = None,
     on_epoch_end: Callable[[int, EpochRunner], None] | None = None,
     on_records: Callable[[list[dict]], None] | None = None,
 ) -> TrainResult:
-    """Trains every member on ``data`` and evaluates each on the whole test set.
+    """Trains every member on ``data`` and evaluates each on the whole evaluation set.
 
     Args:
       members: the runs (distinct labels); they may differ only in values, not shapes.
-      model_fn: ``member -> nnx.Module`` called as ``model(x, train, key) -> logits``.
-      data: a ``cpaf_jax.data.Dataset`` (normalised float32 NHWC images, int32 labels).
-      cfg: settings shared by every member.
+      model: an ``nnx.Module`` called as ``model(x)`` (every member starts from a copy), or a
+        factory ``member -> nnx.Module`` (e.g. ``lambda m: Net(rngs=nnx.Rngs(m.seed))``).
+        Each member's ``inits`` are written into its model's activation layers.
+      data: a ``cpaf_jax.data.Dataset``, or a pair ``(x_train [N, ...], y_train [N, ...])``
+        of NumPy or JAX arrays (images or not).
+      cfg: settings shared by every member (default ``TrainConfig()``).
+      eval_data: ``(x_test, y_test)``: required with array ``data``; replaces a
+        ``Dataset``'s test split when given.
+      loss_fn: ``(outputs [B, ...], targets [B, ...]) -> float32 [B]`` per-example loss;
+        default softmax cross-entropy with integer labels.
+      metric_fn: ``(outputs, targets) -> float32 [B]`` per-example score, reported as
+        ``accuracy``; default top-1 accuracy.
       tx_fn: ``member -> optax transformation``; default ``members.member_tx(cfg.optimizer,
         cfg.weight_decay)`` (learning rates from the member, injected).
       mesh: a 1-D mesh: members split over it (``meshes.member_mesh``), or with
@@ -201,57 +218,87 @@ def train(
 
     Raises:
       ResumeMismatch: ``resume`` with a checkpoint of other members or settings.
+      ValueError: a member's ``inits`` name a parameter no activation layer has (the valid
+        names are listed), or members build different networks.
     """
     t_wall = time.perf_counter()
+    cfg = cfg or TrainConfig()
     members = list(members)
     _check_members(members)
-    steps = _steps_per_epoch(data, cfg)
+    arrays = as_arrays(data, eval_data)
+    steps = _steps_per_epoch(arrays, cfg)
     tx_fn = tx_fn or member_tx(cfg.optimizer, cfg.weight_decay)
-    graphdef, states = init_states(members, model_fn, tx_fn)
-    tb = pad_eval(np.asarray(data.test_images), np.asarray(data.test_labels), cfg.eval_batch_size)
+    graphdef, states = init_states(members, model, tx_fn)
+    tb = pad_eval(arrays.test_x, arrays.test_y, cfg.eval_batch_size)
     program = ex_mod.SweepProgram(
-        graphdef, tx_fn(members[0]), data.train_images, data.train_labels, tb, mesh
+        graphdef,
+        tx_fn(members[0]),
+        arrays.train_x,
+        arrays.train_y,
+        tb,
+        mesh,
+        loss_fn=loss_fn,
+        metric_fn=metric_fn,
     )
     if cfg.strategy == "data_parallel" and (mesh is None or cfg.batch_size % shd.mesh_size(mesh)):
         raise ValueError("strategy 'data_parallel' needs a mesh whose size divides batch_size")
     ckpt = RunCheckpoints(cfg, members, describe)
     try:
-        states, start, restored = ckpt.resume(states)
-        n = len(data.train_labels)
-        name, c, timings = _resolve(cfg, program, states, members, n, steps)
-        while True:
-            ex = ex_mod.make_executor(program, len(members), name, c)
-            runner = EpochRunner(ex, cfg, members, steps, n, ckpt, on_records)
-            try:
-                runner.load(states, start, restored)
-                runner.run(start, on_epoch_end)
-                break
-            except Exception as e:  # noqa: BLE001 - only out-of-memory is retried
-                if not _is_oom(e) or name in ("loop", "data_parallel"):
-                    raise
-                name, c = _smaller(name, ex.chunk_size, program.n_devices)
-                warnings.warn(
-                    f"ran out of memory; retrying with strategy={name}, chunk={c}", stacklevel=2
-                )
+        runner, timings = _run(
+            cfg, program, states, members, arrays, steps, ckpt, on_records, on_epoch_end
+        )
     finally:
         ckpt.close()
     return runner.result(graphdef, timings, time.perf_counter() - t_wall)
 
 
-def evaluate(model: nnx.Module, images, labels, batch_size: int = 1000) -> tuple[float, float]:
-    """``(mean loss, accuracy)`` of ``model`` on ``images [N, H, W, C]``, ``labels [N]``.
+def _run(cfg, program, states, members, arrays, steps, ckpt, on_records, on_epoch_end):
+    """Resumes, picks a strategy and trains; retries smaller after running out of memory."""
+    states, start, restored = ckpt.resume(states)
+    n = len(arrays.train_y)
+    name, c, timings = _resolve(cfg, program, states, members, n, steps)
+    while True:
+        ex = ex_mod.make_executor(program, len(members), name, c)
+        runner = EpochRunner(ex, cfg, members, steps, n, ckpt, on_records)
+        try:
+            runner.load(states, start, restored)
+            runner.run(start, on_epoch_end)
+            return runner, timings
+        except Exception as e:  # noqa: BLE001 - only out-of-memory is retried
+            if not _is_oom(e) or name in ("loop", "data_parallel"):
+                raise
+            name, c = _smaller(name, ex.chunk_size, program.n_devices)
+            warnings.warn(
+                f"ran out of memory; retrying with strategy={name}, chunk={c}", stacklevel=3
+            )
+
+
+def evaluate(
+    model: nnx.Module,
+    images,
+    labels,
+    batch_size: int = 1000,
+    *,
+    loss_fn: LossFn | None = None,
+    metric_fn: LossFn | None = None,
+) -> tuple[float, float]:
+    """``(mean loss, mean metric)`` of ``model`` (in eval mode) on ``images [N, ...]``,
+    ``labels [N, ...]``; by default cross-entropy and accuracy.
 
     The same evaluation every engine run makes (one executor's ``evaluate``).
     """
     graphdef, state = init_state(model, optax.identity(), 0)
     x = np.asarray(images)
+    y = np.asarray(labels)
     program = ex_mod.SweepProgram(
         graphdef,
         optax.identity(),
         x[:0],
-        np.zeros((0,), np.int32),
-        pad_eval(x, np.asarray(labels), batch_size),
+        y[:0],
+        pad_eval(x, y, batch_size),
         None,
+        loss_fn=loss_fn,
+        metric_fn=metric_fn,
     )
     ex = ex_mod.make_executor(program, 1, "loop", 1)
     ex.load([state])
@@ -262,84 +309,52 @@ def evaluate(model: nnx.Module, images, labels, batch_size: int = 1000) -> tuple
 def fit(
     model: nnx.Module,
     data,
-    tx,
-    cfg: TrainConfig,
+    tx=None,
+    cfg: TrainConfig | None = None,
     *,
     name: str = "run",
     describe: dict | None = None,
     on_epoch_end: Callable[[int, EpochRunner], None] | None = None,
+    **train_kwargs,
 ) -> RunView:
     """Trains one model: ``train`` with one member (seed ``cfg.seed``) and optimizer ``tx``.
+
+    ``tx=None`` takes ``cfg.optimizer`` at the member's default rate; ``train_kwargs``
+    (``eval_data``, ``loss_fn``, ``metric_fn``, ``mesh``) go to ``train``.
 
     Raises:
       TrainingDiverged: when the loss or a gradient became NaN or Inf (the last good
         checkpoint is named).
     """
-    cfg = dataclasses.replace(cfg, name=name)
+    cfg = dataclasses.replace(cfg or TrainConfig(), name=name)
     member = Member(seed=cfg.seed, label=name)
     res = train(
         [member],
-        lambda m: model,
+        model,
         data,
         cfg,
-        tx_fn=lambda m: tx,
+        tx_fn=None if tx is None else (lambda m: tx),
         describe=describe,
         on_epoch_end=on_epoch_end,
+        **train_kwargs,
     )
     view = res.run(0)
     if view.failed_step is not None:
-        epoch = view.failed_step // _steps_per_epoch(data, cfg)
+        epoch = view.failed_step // _steps_per_epoch(
+            as_arrays(data, train_kwargs.get("eval_data")), cfg
+        )
         raise TrainingDiverged(view.failed_step, epoch, res.checkpoint, name)
     return view
 
 
-def run_sweep(
-    kind: str,
-    activation: str,
-    members: Sequence[Member],
-    data,
-    *,
-    mesh: Mesh | None = None,
-    model_kwargs: dict | None = None,
-    **config,
-) -> TrainResult:
-    """``train`` for one of the paper's networks: ``build_member_model(kind, activation, m)``.
-
-    Args:
-      kind, activation: as for ``cpaf_jax.models.build_model``.
-      members: the runs; they may differ only in values (seed, learning rates, a/b inits).
-      data: a ``cpaf_jax.data.Dataset``.
-      mesh: as for ``train``.
-      model_kwargs: extra ``build_model`` arguments (``sharing``, ``activation_kwargs``...).
-      **config: ``TrainConfig`` fields (``epochs``, ``batch_size``, ``optimizer``,
-        ``strategy``...).
-    """
-    cfg = TrainConfig(**{"name": activation, **config})
-    return train(
-        members,
-        lambda m: build_member_model(kind, activation, m, model_kwargs),
-        data,
-        cfg,
-        mesh=mesh,
-    )
-
-
-SweepMember = Member
-SweepResult = TrainResult
-
 __all__ = [
-    "evaluate",
-    "SweepMember",
-    "SweepResult",
-    "run_sweep",
-    "FitConfig",
-    "FitResult",
     "Member",
     "ResumeMismatch",
     "RunView",
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",
+    "evaluate",
     "fit",
     "train",
 ]

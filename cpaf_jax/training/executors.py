@@ -14,13 +14,13 @@ commit ee0f970). Hence the strategies:
   exactly the computation ``loop.fit`` does (bitwise the same results as a single run).
 * ``"auto"``: a rule, no timing: ``"loop"`` on CPU; on GPU/TPU ``"vmap"`` if the compiled step's
   ``memory_analysis`` fits in 90% of device memory, else ``"chunked"`` with the largest
-  fitting power-of-two chunk. ``run_sweep`` halves the chunk and restarts from the initial
+  fitting power-of-two chunk. the engine halves the chunk and restarts from the initial
   states if a step still fails with ``RESOURCE_EXHAUSTED``.
 * ``"measure"``: times a few steps of each candidate on the real data and takes the fastest;
   the choice is cached in memory per (backend, model, activation, M, batch, devices).
 
 Every executor holds the members' states between steps and exposes the same operations, so
-``sweep.run_sweep`` drives them with one loop and all give the same per-member results.
+the engine's ``EpochRunner`` drives them with one loop and all give the same per-member results.
 """
 
 from __future__ import annotations
@@ -81,17 +81,30 @@ class SweepProgram:
     Args:
       graphdef, tx: as for ``make_train_step`` (``tx`` reads each member's learning rate from
         its own ``opt_state.hyperparams``).
-      images: float32 ``[N, H, W, C]``; labels: int32 ``[N]`` (host arrays).
-      test_batches: ``(x [T, Bt, H, W, C], y [T, Bt], mask [T, Bt])`` host arrays.
+      images: float ``[N, ...]``; labels: ``[N, ...]`` (host arrays; int32 class labels for
+        the default loss).
+      test_batches: ``(x [T, Bt, ...], y [T, Bt, ...], mask [T, Bt])`` host arrays.
       mesh: 1-D mesh over which members are split, or ``None``.
+      loss_fn, metric_fn: as for ``make_train_step`` (``None``: cross-entropy, accuracy).
     """
 
-    def __init__(self, graphdef, tx, images, labels, test_batches, mesh: Mesh | None):
+    def __init__(
+        self,
+        graphdef,
+        tx,
+        images,
+        labels,
+        test_batches,
+        mesh: Mesh | None,
+        loss_fn=None,
+        metric_fn=None,
+    ):
         self.graphdef, self.tx, self.mesh = graphdef, tx, mesh
+        self.loss_fn, self.metric_fn = loss_fn, metric_fn
         self.n_devices = shd.mesh_size(mesh)
-        self.train_step = make_train_step(graphdef, tx)
-        self.eval_step = make_eval_step(graphdef)
-        self._host = (np.asarray(images), np.asarray(labels, np.int32))
+        self.train_step = make_train_step(graphdef, tx, loss_fn, metric_fn)
+        self.eval_step = make_eval_step(graphdef, loss_fn, metric_fn)
+        self._host = (np.asarray(images), np.asarray(labels))
         self._test = tuple(np.asarray(a) for a in test_batches)
         self._placed: dict = {}
         self._vstep = self._veval = self._vreset = None
@@ -423,7 +436,14 @@ class DataParallelExecutor(LoopExecutor):
         mesh = program.mesh
         self.places = [mesh] * n_members
         self._batch = jax.sharding.NamedSharding(mesh, P(None, shd.mesh_axis(mesh)))
-        self._step = shd.data_parallel_train_step(program.graphdef, program.tx, mesh, rows=True)
+        self._step = shd.data_parallel_train_step(
+            program.graphdef,
+            program.tx,
+            mesh,
+            rows=True,
+            loss_fn=program.loss_fn,
+            metric_fn=program.metric_fn,
+        )
 
     def _put(self, x, m):
         return shd.put_tree(x, shd.replicated(self.program.mesh))

@@ -1,14 +1,17 @@
 """Sweep members: what may differ between the runs of one engine call, and how each is built.
 
-Members differ in any mix of seed (weights, shuffling, dropout), learning rates and the CPAF
-initial values ``a_init`` / ``b_init`` (constants, length-k sequences, or per layer). Each
-member is built exactly as a single run would be, so member ``m`` of a sweep reproduces the
-single run of that member.
+Members differ in any mix of seed (weights, shuffling, dropout), learning rates and the
+initial values of activation parameters, by name (``inits={"a": ..., "b": ...}`` for CPAF,
+``{"p": ..., "q": ...}`` for PAU: each family's record names its parameters). Each member is
+built exactly as a single run would be, so member ``m`` of a sweep reproduces the single run
+of that member.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,9 +19,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from cpaf_jax.activations.registry import is_parametric
+from cpaf_jax.activations.family import Activation
 from cpaf_jax.data.batching import epoch_permutation
-from cpaf_jax.models import build_model
 from cpaf_jax.training.optim import grouped_optimizer
 from cpaf_jax.training.state import TrainState, init_state
 
@@ -28,35 +30,53 @@ class Member:
     """One training run of the engine (a single run is a sweep of one member).
 
     Attributes:
-      seed: weight initialisation (``build_model(seed=...)``), shuffling and dropout
-        (``init_state(..., seed)``, ``epoch_permutation(seed, ...)``).
+      seed: weight initialisation (the model factory's to use), shuffling
+        (``epoch_permutation(seed, ...)``) and dropout (folded into the model's ``nnx.Rngs``
+        keys by ``init_state``).
       lr: learning rate (of the weights, and of activation parameters without
         ``activation_lr``).
       activation_lr: learning rate of the activation parameters (``ActivationParam``), or
         ``None`` for ``lr``; see ``cpaf_jax.training.optim.grouped_optimizer``.
-      a_init, b_init: CPAF initial values for every activation layer: ``None`` (Table 1), a
-        scalar, a length-k sequence or an array broadcasting to ``[*P, k]``; or per layer, a
-        mapping from the layer's attribute path (``"act1"``, ``"acts.0"``, ``"fc_acts.1"``) to
-        such a value, with an optional ``"*"`` entry for the layers not named.
+      inits: initial values of activation parameters by name (the names of the family's
+        record, ``cpaf_jax.family(name).params``), written into every activation layer of the
+        model that has that parameter. A value is a scalar, a coefficient-shaped sequence or
+        an array broadcasting to the parameter's shape; or, per layer, a mapping from the
+        layer's attribute path (``"act1"``, ``"acts.0"``, ``"fc_acts.1"``) to such a value,
+        with an optional ``"*"`` entry for the layers not named. ``None``: the model's own.
+      a_init, b_init: the older spelling of ``inits={"a": ..., "b": ...}`` (deprecated; mapped
+        onto ``inits`` and then ``None``).
       label: a name for tables and logs (default built from the fields).
     """
 
     seed: int = 0
     lr: float = 1e-3
     activation_lr: float | None = None
+    inits: Mapping[str, Any] | None = None
     a_init: Any = None
     b_init: Any = None
     label: str = ""
 
     def __post_init__(self):
+        inits = dict(self.inits or {})
+        for name in ("a", "b"):
+            value = getattr(self, f"{name}_init")
+            if value is None:
+                continue
+            warnings.warn(
+                f"Member({name}_init=...) is deprecated; pass inits={{{name!r}: ...}}",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if name in inits:
+                raise ValueError(f"{name}_init and inits[{name!r}] both given; pass one")
+            inits[name] = value
+            object.__setattr__(self, f"{name}_init", None)
+        object.__setattr__(self, "inits", inits)
         if not self.label:
             parts = [f"seed={self.seed}", f"lr={self.lr:g}"]
             if self.activation_lr is not None:
                 parts.append(f"act_lr={self.activation_lr:g}")
-            if self.a_init is not None:
-                parts.append(f"a={_short(self.a_init)}")
-            if self.b_init is not None:
-                parts.append(f"b={_short(self.b_init)}")
+            parts += [f"{n}={_short(v)}" for n, v in inits.items() if v is not None]
             object.__setattr__(self, "label", ",".join(parts))
 
     def describe(self) -> dict:
@@ -66,85 +86,104 @@ class Member:
             "seed": self.seed,
             "lr": self.lr,
             "activation_lr": self.activation_lr,
-            "a_init": _jsonable(self.a_init),
-            "b_init": _jsonable(self.b_init),
+            "inits": {n: _jsonable(v) for n, v in self.inits.items()},
         }
 
 
 def _short(v) -> str:
     if isinstance(v, Mapping):
         return "{" + ",".join(f"{k}:{_short(x)}" for k, x in v.items()) + "}"
+    if callable(v) and not isinstance(v, np.ndarray | jax.Array):
+        return type(v).__name__
     if isinstance(v, list | tuple):
         return "(" + ",".join(f"{float(x):g}" for x in v) + ")"
-    if np.ndim(v) == 0 and not callable(v):
+    if np.ndim(v) == 0:
         return f"{float(v):g}"
-    return type(v).__name__
+    a = np.asarray(v, np.float64)
+    if a.size <= 8:
+        return "(" + ",".join(f"{x:g}" for x in a.ravel()) + ")"
+    # Large arrays: shape and a checksum, so that members with different values differ.
+    return f"array{list(a.shape)}#{zlib.crc32(a.tobytes()):08x}"
 
 
-def _split_init(init) -> tuple[Any, dict]:
-    """``(value for all layers, {layer path: value})`` of a member's a_init / b_init."""
+def _jsonable(v) -> Any:
+    if v is None or isinstance(v, str | int | float | bool):
+        return v
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if callable(v):
+        return type(v).__name__
+    return np.asarray(v).tolist()
+
+
+def activation_layers(model: nnx.Module) -> dict[str, Activation]:
+    """``{attribute path ("acts.0"): layer}`` of every parametric activation layer of ``model``."""
+    return {
+        ".".join(str(p) for p in path): node
+        for path, node in nnx.iter_graph(model)
+        if isinstance(node, Activation) and node.record.parametric
+    }
+
+
+def _layer_value(name: str, init, path: str):
+    """The value of ``init`` (one value, or a per-layer mapping) for the layer at ``path``."""
     if isinstance(init, Mapping):
-        rest = {k: v for k, v in init.items() if k != "*"}
-        return init.get("*"), rest
-    return init, {}
+        return init.get(path, init.get("*"))
+    return init
 
 
-def _layer(model: nnx.Module, path: str):
-    node = model
-    for part in path.split("."):
-        node = node[int(part)] if part.isdigit() else getattr(node, part)
-    return node
-
-
-def _set_layer_init(model: nnx.Module, path: str, name: str, value) -> None:
-    try:
-        layer = _layer(model, path)
-        var = getattr(layer, name)
-    except (AttributeError, IndexError, TypeError):
+def _write(layer: Activation, path: str, name: str, value) -> None:
+    if callable(value) and not isinstance(value, np.ndarray | jax.Array):
         raise ValueError(
-            f"per-layer {name}_init names {path!r}, which is not an activation layer with "
-            f"parameter {name!r} in {type(model).__name__}"
-        ) from None
+            f"inits[{name!r}] is an initializer; a member takes values (pass initializers to "
+            "the model's constructor)"
+        )
+    var = getattr(layer, name)
     old = var[...]
-    new = np.asarray(value, old.dtype)
     try:
-        new = np.broadcast_to(new, old.shape)
+        new = np.broadcast_to(np.asarray(value, old.dtype), old.shape)
     except ValueError:
         raise ValueError(
-            f"{name}_init for {path!r} of shape {new.shape} does not broadcast to the "
+            f"inits[{name!r}] for {path!r} of shape {np.shape(value)} does not broadcast to the "
             f"parameter shape {old.shape}"
         ) from None
     var[...] = jax.numpy.asarray(new)
 
 
-def build_member_model(
-    kind: str, activation: str, member: Member, model_kwargs: Mapping | None = None
-) -> nnx.Module:
-    """The member's model, as a single run would build it.
+def apply_inits(model: nnx.Module, inits: Mapping[str, Any]) -> None:
+    """Writes a member's initial values into the model's activation layers (in place).
 
-    ``build_model(kind, activation, seed=member.seed, activation_kwargs={..., "a_init":
-    member.a_init, "b_init": member.b_init}, **model_kwargs)``; per-layer values are written
-    into the named layers afterwards (initial values draw no random numbers, so the weights are
-    those of the same seed either way).
+    Every name must be a parameter of the family of at least one activation layer (per
+    ``cpaf_jax.family(...).params``); every layer path named in a per-layer mapping must be
+    such a layer.
+
+    Raises:
+      ValueError: an unknown parameter name (the valid ones are named), an unknown layer path,
+        or a value that does not broadcast to the parameter's shape.
     """
-    kw = dict(model_kwargs or {})
-    act_kw = dict(kw.pop("activation_kwargs", None) or {})
-    per_layer: dict[str, dict] = {}
-    for name in ("a", "b"):
-        init = getattr(member, f"{name}_init")
-        if init is None:
-            continue
-        if not is_parametric(activation):
-            raise ValueError(f"{name}_init given, but activation {activation!r} has no parameters")
-        common, layers = _split_init(init)
-        if common is not None:
-            act_kw[f"{name}_init"] = common
-        per_layer[name] = layers
-    model = build_model(kind, activation, seed=member.seed, activation_kwargs=act_kw, **kw)
-    for name, layers in per_layer.items():
-        for path, value in layers.items():
-            _set_layer_init(model, path, name, value)
-    return model
+    inits = {n: v for n, v in inits.items() if v is not None}
+    if not inits:
+        return
+    layers = activation_layers(model)
+    valid = sorted({p for layer in layers.values() for p in layer.record.params})
+    for name, init in inits.items():
+        if name not in valid:
+            raise ValueError(
+                f"inits names {name!r}, which no activation layer of {type(model).__name__} "
+                f"has; its activation parameters are {valid or 'none'}"
+            )
+        named = [k for k in init if k != "*"] if isinstance(init, Mapping) else []
+        for path in named:
+            if path not in layers or name not in layers[path].record.params:
+                raise ValueError(
+                    f"inits[{name!r}] names layer {path!r}, which is not an activation layer "
+                    f"with parameter {name!r} in {type(model).__name__}; those are "
+                    f"{sorted(p for p, la in layers.items() if name in la.record.params)}"
+                )
+        for path, layer in layers.items():
+            value = _layer_value(name, init, path)
+            if value is not None and name in layer.record.params:
+                _write(layer, path, name, value)
 
 
 def member_epoch_indices(
@@ -159,26 +198,29 @@ def member_epoch_indices(
     ).astype(np.int32)
 
 
-def _jsonable(v) -> Any:
-    if v is None or isinstance(v, str | int | float | bool):
-        return v
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if callable(v):
-        return type(v).__name__
-    return np.asarray(v).tolist()
+def member_model(model: nnx.Module | Callable[[Member], nnx.Module], member: Member):
+    """The member's model: ``model(member)`` for a factory, else a copy of ``model``; with the
+    member's ``inits`` written in (the given module is never changed)."""
+    built = nnx.clone(model) if isinstance(model, nnx.Module) else model(member)
+    if not isinstance(built, nnx.Module):
+        raise TypeError(
+            f"the model factory returned {type(built).__name__}; it must return an nnx.Module"
+        )
+    apply_inits(built, member.inits)
+    return built
 
 
 def init_states(
     members: Sequence[Member],
-    model_fn: Callable[[Member], nnx.Module],
+    model: nnx.Module | Callable[[Member], nnx.Module],
     tx_fn: Callable[[Member], Any],
 ) -> tuple[Any, list[TrainState]]:
     """``(graphdef, [TrainState per member])``; checks that all members share one graph.
 
     Args:
       members: the runs.
-      model_fn: ``member -> nnx.Module`` (weights seeded by the member's seed).
+      model: an ``nnx.Module`` (every member starts from a copy of it) or a factory
+        ``member -> nnx.Module`` (weights seeded by the member's seed, as the user chooses).
       tx_fn: ``member -> optax.GradientTransformation``; the members' optimizers must have
         one structure (they may differ in injected hyperparameters such as learning rates).
     """
@@ -186,7 +228,7 @@ def init_states(
         raise ValueError("training needs at least one member")
     states, graphdef0, ref = [], None, None
     for m in members:
-        graphdef, state = init_state(model_fn(m), tx_fn(m), m.seed)
+        graphdef, state = init_state(member_model(model, m), tx_fn(m), m.seed)
         shapes = jax.tree.map(lambda x: (x.shape, x.dtype), state)
         if graphdef0 is None:
             graphdef0, ref = graphdef, (jax.tree.structure(state), shapes)
@@ -194,30 +236,10 @@ def init_states(
             raise ValueError(
                 f"member {m.label!r} builds a different network or optimizer than "
                 f"{members[0].label!r}; members may differ only in values (seed, learning "
-                "rates, a_init, b_init), not in shapes (e.g. k or sharing)"
+                "rates, inits), not in shapes (e.g. k or sharing)"
             )
         states.append(state)
     return graphdef0, states
-
-
-def build_member_states(
-    kind: str,
-    activation: str,
-    members: Sequence[Member],
-    *,
-    optimizer: str = "adam",
-    model_kwargs: Mapping | None = None,
-):
-    """``(graphdef, tx, [TrainState per member])`` of one of the paper's networks.
-
-    ``tx`` is member 0's optimizer; every member's own learning rates are injected
-    hyperparameters of its state, so one ``tx`` steps them all.
-    """
-    tx_fn = member_tx(optimizer)
-    graphdef, states = init_states(
-        members, lambda m: build_member_model(kind, activation, m, model_kwargs), tx_fn
-    )
-    return graphdef, tx_fn(members[0]), states
 
 
 def member_tx(optimizer: str, weight_decay: float = 0.0):
@@ -233,9 +255,10 @@ def member_tx(optimizer: str, weight_decay: float = 0.0):
 
 __all__ = [
     "Member",
-    "build_member_model",
-    "build_member_states",
+    "activation_layers",
+    "apply_inits",
     "init_states",
     "member_epoch_indices",
+    "member_model",
     "member_tx",
 ]

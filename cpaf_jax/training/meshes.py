@@ -21,7 +21,7 @@ any other JAX call, run::
     # coordinator_address="host0:1234", num_processes=N, process_id=i
 
 Then ``jax.devices()`` lists the devices of all hosts, ``member_mesh()`` builds a mesh over all
-of them, and every host runs the *same* ``run_sweep(...)`` call with the same members and the
+of them, and every host runs the *same* ``train(...)`` call with the same members and the
 same data (SPMD: each host loads the dataset itself; batch indices are derived from seeds, so
 every host computes identical ones). Arrays are placed with ``jax.make_array_from_callback``,
 which only touches each host's own devices, and results are gathered to every host with
@@ -160,7 +160,9 @@ def leading_axis(mesh: Mesh, ndim_before: int = 0) -> NamedSharding:
     return NamedSharding(mesh, P(*([None] * ndim_before), mesh_axis(mesh)))
 
 
-def data_parallel_train_step(graphdef, tx, mesh: Mesh, *, rows: bool = False):
+def data_parallel_train_step(
+    graphdef, tx, mesh: Mesh, *, rows: bool = False, loss_fn=None, metric_fn=None
+):
     """A jitted, donating train step split over the batch: the one data-parallel program
     (the engine's ``data_parallel`` strategy runs it too).
 
@@ -170,6 +172,7 @@ def data_parallel_train_step(graphdef, tx, mesh: Mesh, *, rows: bool = False):
       rows: ``False``: ``step(state, images, labels, idx [B])``; ``True``:
         ``step(state, images, labels, perm [S, B], i)``, the epoch's index table with the
         step's row sliced inside the program (``state.row_step``).
+      loss_fn, metric_fn: as for ``state.make_train_step`` (``None``: the defaults).
 
     Inputs (place them with ``replicate``/``shard_batch``; they are also accepted from host):
       state: ``TrainState``, replicated.
@@ -180,7 +183,7 @@ def data_parallel_train_step(graphdef, tx, mesh: Mesh, *, rows: bool = False):
     the batch mean is an all-reduce of per-device sums).
     """
     axis = mesh_axis(mesh)
-    step = make_train_step(graphdef, tx)
+    step = make_train_step(graphdef, tx, loss_fn, metric_fn)
     repl = NamedSharding(mesh, P())
 
     def checked(state, images, labels, idx, *i):

@@ -10,7 +10,7 @@ from flax import nnx
 
 from cpaf_jax.training.executors import unstack_state
 from cpaf_jax.training.members import Member
-from cpaf_jax.training.state import TrainState
+from cpaf_jax.training.state import TrainState, merge_model
 
 
 @dataclasses.dataclass
@@ -18,7 +18,8 @@ class RunView:
     """One member's run (what ``fit`` returns, and ``TrainResult.run(i)``).
 
     Attributes:
-      graphdef, state: the trained model as ``nnx.merge(graphdef, state.params, state.others)``.
+      graphdef, state: the trained model as ``state.merge_model(graphdef, state)`` (in
+        evaluation mode).
       history: the member's records (also in ``metrics.jsonl``).
       test_loss, test_accuracy: on the whole test set after the last epoch (NaN if failed).
       train_seconds, wall_seconds, epoch_seconds, images_per_second: the engine call's
@@ -39,11 +40,9 @@ class RunView:
     failed_step: int | None
 
     def model(self) -> nnx.Module:
-        """The trained NNX model (final parameters and batch statistics)."""
-        return nnx.merge(self.graphdef, self.state.params, self.state.others)
+        """The trained NNX model (final parameters and batch statistics), in eval mode."""
+        return merge_model(self.graphdef, self.state)
 
-
-FitResult = RunView
 
 
 @dataclasses.dataclass
@@ -94,9 +93,8 @@ class TrainResult:
         return unstack_state(self.state, i)
 
     def model(self, i: int) -> nnx.Module:
-        """Member ``i``'s trained NNX model."""
-        s = self.member_state(i)
-        return nnx.merge(self.graphdef, s.params, s.others)
+        """Member ``i``'s trained NNX model, in eval mode."""
+        return merge_model(self.graphdef, self.member_state(i))
 
     def run(self, i: int) -> RunView:
         """Member ``i``'s run as a ``RunView``."""
@@ -128,4 +126,4 @@ class TrainResult:
         ]
 
 
-__all__ = ["FitResult", "RunView", "TrainResult"]
+__all__ = ["RunView", "TrainResult"]

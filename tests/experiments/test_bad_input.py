@@ -67,6 +67,14 @@ CASES = [
     (FM + ["--epochs", "1"], r"holds a previous run; pass --resume .*--overwrite"),
     (FM + ["--out", "{file}"], r"is a file, not a folder"),
     (FM + ["--out", "{photos}", "--overwrite"], r"is not empty \(cat.png\) and holds no run"),
+    (FM + ["--init", "a4"], r"argument --init: expected NAME=VALUES such as a=4,4"),
+    (FM + ["--init", "a=1,x"], r"argument --init: expected a number, got 'x'"),
+    (
+        FM + ["--activations", "cpaf_relu,relu", "--init", "p=1"],
+        r"argument --init: 'p' is not a parameter of cpaf_relu, relu; their parameters are a, b",
+    ),
+    (FM + ["--init-a", "1", "--init", "a=2,2"], r"argument --init: 'a' is also set by --init-a"),
+    (FM + ["--init", "b=1,-1", "--init", "b=1,-1"], r"argument --init: values given more than"),
 ]
 # Run as real processes too: a range, an unknown name, the refusal of a finished run's folder.
 SUBPROCESS_CASES = [0, 20, 33]

@@ -11,7 +11,7 @@ from fakes import write_idx_dataset
 
 from cpaf_jax.activations.export import to_numpy
 from cpaf_jax.experiments.command import main
-from cpaf_jax.training.restore import restore_model
+from cpaf_jax.experiments.restore import restore_model
 
 TRAINED = ("apl", "pau", "swish", "elu_learned")
 

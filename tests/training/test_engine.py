@@ -21,14 +21,8 @@ import pytest
 from fakes import real_fashion_mnist_subset
 
 from cpaf_jax.experiments.command import main
-from cpaf_jax.training import (
-    Member,
-    ResumeMismatch,
-    TrainConfig,
-    build_member_model,
-    executors,
-    train,
-)
+from cpaf_jax.experiments.paper import build_member_model
+from cpaf_jax.training import Member, ResumeMismatch, TrainConfig, executors, train
 
 ROOT = Path(__file__).resolve().parents[2]
 KIND, ACT = "mnist_features", "cpaf_relu"
@@ -57,7 +51,9 @@ def _assert_same(a, b):
 def test_a_single_run_is_a_sweep_of_one_and_traces_its_step_once(small, monkeypatch):
     make = executors.make_train_step
     monkeypatch.setattr(
-        executors, "make_train_step", lambda g, tx: chex.assert_max_traces(make(g, tx), n=1)
+        executors,
+        "make_train_step",
+        lambda g, tx, *fns: chex.assert_max_traces(make(g, tx, *fns), n=1),
     )
     members = [Member(seed=0, lr=1e-3), Member(seed=1, lr=2e-3)]
     sweep = _train(small, members, epochs=2, strategy="loop")

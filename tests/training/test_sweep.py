@@ -27,15 +27,14 @@ from fakes import real_fashion_mnist_subset
 
 from cpaf_jax import compile_options
 from cpaf_jax.data import Dataset
+from cpaf_jax.experiments.paper import build_member_model, run_sweep
 from cpaf_jax.training import (
-    FitConfig,
-    SweepMember,
-    build_member_model,
+    Member,
+    TrainConfig,
     fit,
     init_states,
     make_optimizer,
     member_epoch_indices,
-    run_sweep,
 )
 from cpaf_jax.training.members import member_tx
 from cpaf_jax.training.state import make_train_step
@@ -45,12 +44,12 @@ from cpaf_jax.training.state import make_train_step
 KIND, ACT, OPT = "mnist_features", "cpaf_relu", "sgd"
 RTOL, ATOL = 1e-5, 1e-6
 GOOD = [
-    SweepMember(seed=0, lr=0.05),
-    SweepMember(seed=1, lr=0.1, a_init=(0.5, 1.5), b_init={"acts.0": (0.5, -0.5), "*": (1.0, 0.0)}),
+    Member(seed=0, lr=0.05),
+    Member(seed=1, lr=0.1, inits={"a": (0.5, 1.5), "b": {"acts.0": (0.5, -0.5), "*": (1.0, 0.0)}}),
 ]
 # lr = 1e6: the first update puts every weight near +-1e5 and the next forward pass overflows
 # float32, so this member fails at step 1 or 2, deterministically.
-BAD = SweepMember(seed=2, lr=1e6, label="diverges")
+BAD = Member(seed=2, lr=1e6, label="diverges")
 MEMBERS = [GOOD[0], BAD, GOOD[1]]
 
 
@@ -89,7 +88,7 @@ def sweeps(small):
 @pytest.fixture(scope="module")
 def fit_good1(small):
     m = GOOD[1]
-    cfg = FitConfig(epochs=1, batch_size=128, seed=m.seed, eval_batch_size=256, progress=False)
+    cfg = TrainConfig(epochs=1, batch_size=128, seed=m.seed, eval_batch_size=256, progress=False)
     return fit(build_member_model(KIND, ACT, m), small, make_optimizer(OPT, m.lr), cfg)
 
 
@@ -183,8 +182,8 @@ def test_auto_is_loop_on_cpu_and_errors():
     assert rule_strategy("gpu", 6, 4) == ("vmap", 8)
     # 512 MiB per member, 90% of 4 GiB usable: 8 members do not fit, 4 do.
     assert rule_strategy("gpu", 8, 1, lambda c: c << 29, 4 << 30) == ("chunked", 4)
-    with pytest.raises(ValueError, match="no parameters"):
-        build_member_model(KIND, "relu", SweepMember(0, a_init=1.0))
+    with pytest.raises(ValueError, match="activation parameters are none"):
+        build_member_model(KIND, "relu", Member(0, inits={"a": 1.0}))
     with pytest.raises(ValueError, match="unknown strategy"):
         _sweep(_synthetic(), GOOD[:1], "fastest")
 
@@ -198,10 +197,8 @@ _SHARDED_SCRIPT = textwrap.dedent(
     from cpaf_jax.data import load_dataset
     from cpaf_jax.training.meshes import data_mesh, data_parallel_train_step, member_mesh, replicate
     from cpaf_jax.training.meshes import shard_batch
-    from cpaf_jax.training import (
-        FitConfig, SweepMember, build_member_model, init_states, member_epoch_indices, run_sweep,
-        train,
-    )
+    from cpaf_jax.experiments.paper import build_member_model, run_sweep
+    from cpaf_jax.training import Member, TrainConfig, init_states, member_epoch_indices, train
     from cpaf_jax.training.members import member_tx
 
     assert jax.device_count() == 8, jax.devices()
@@ -210,7 +207,7 @@ _SHARDED_SCRIPT = textwrap.dedent(
     ds = dataclasses.replace(ds, train_images=ds.train_images[:256],
                              train_labels=ds.train_labels[:256],
                              test_images=ds.test_images[:128], test_labels=ds.test_labels[:128])
-    members = [SweepMember(seed=s, lr=0.05 * (s + 1)) for s in range(3)]
+    members = [Member(seed=s, lr=0.05 * (s + 1)) for s in range(3)]
     out = {}
     runs = (
         ("plain", "loop", None),
@@ -235,7 +232,7 @@ _SHARDED_SCRIPT = textwrap.dedent(
         state = step(state, x, y, shard_batch(idx[i], mesh))
     out["dp"] = [np.asarray(v).tolist() for v in jax.tree.leaves(state.params)]
     # The engine's data parallelism: member 0 as a whole run, its batches split over 8.
-    cfg = FitConfig(epochs=1, optimizer="sgd", eval_batch_size=128, progress=False,
+    cfg = TrainConfig(epochs=1, optimizer="sgd", eval_batch_size=128, progress=False,
                     strategy="data_parallel")
     res = train(members[:1], lambda m: build_member_model(kind, act, m), ds, cfg, mesh=mesh)
     r = res.run(0)

@@ -16,7 +16,7 @@ from cpaf_jax import compile_options
 from cpaf_jax.data import Dataset, load_dataset
 from cpaf_jax.experiments.command import main
 from cpaf_jax.models import build_model
-from cpaf_jax.training import FitConfig, TrainingDiverged, fit
+from cpaf_jax.training import TrainConfig, TrainingDiverged, fit
 from cpaf_jax.training.optim import make_optimizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def test_brief_training_on_real_fashion_mnist_reaches_80_percent(fashion, activa
     """One epoch on the 60,000 real training images (468 steps of 128), Adam 2e-3, scored on
     the full 10,000-image test set. Measured here: 0.83-0.85 over seeds 0 and 1."""
     model = build_model("fashion_mnist", activation, seed=0)
-    res = fit(model, fashion, make_optimizer("adam", 2e-3), FitConfig(epochs=1, progress=False))
+    res = fit(model, fashion, make_optimizer("adam", 2e-3), TrainConfig(epochs=1, progress=False))
     assert len(fashion.test_labels) == 10_000
     assert res.test_accuracy >= 0.80, f"{activation}: {res.test_accuracy:.4f}"
     assert res.steps == 60_000 // 128
@@ -48,7 +48,7 @@ def test_brief_training_on_real_fashion_mnist_reaches_80_percent(fashion, activa
 
 def test_training_is_deterministic_for_a_seed(fashion):
     data = subset(fashion, 512, 256)
-    cfg = FitConfig(epochs=1, batch_size=64, seed=3, progress=False)
+    cfg = TrainConfig(epochs=1, batch_size=64, seed=3, progress=False)
     tx = make_optimizer("adam", 1e-3)
     runs = [fit(build_model("fashion_mnist", "cpaf_sigmoid", seed=3), data, tx, cfg) for _ in "ab"]
     for x, y in zip(leaves(runs[0].state), leaves(runs[1].state), strict=True):
@@ -71,7 +71,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(fashion, tmp_path):
             if kill_after is not None and epoch == kill_after:
                 raise Killed
 
-        cfg = FitConfig(
+        cfg = TrainConfig(
             epochs=3,
             batch_size=64,
             seed=1,
@@ -106,14 +106,14 @@ def test_resume_after_interruption_matches_uninterrupted_run(fashion, tmp_path):
 
 def test_nan_loss_stops_the_run_naming_step_and_checkpoint(fashion, tmp_path):
     data = subset(fashion, 256, 64)
-    cfg = FitConfig(
+    cfg = TrainConfig(
         epochs=1, batch_size=64, seed=0, out_dir=str(tmp_path), progress=False, log_every=1
     )
     fit(build_model("fashion_mnist", "relu", seed=0), data, make_optimizer("adam", 1e-3), cfg)
     # Epoch 2 resumes from the epoch-1 checkpoint on poisoned images: its first step, step 4
     # (4 steps per epoch, counted from 0), must stop the run.
     bad = Dataset(**{**data.__dict__, "train_images": np.full_like(data.train_images, np.nan)})
-    cfg2 = FitConfig(**{**cfg.__dict__, "epochs": 2, "resume": True})
+    cfg2 = TrainConfig(**{**cfg.__dict__, "epochs": 2, "resume": True})
     with pytest.raises(TrainingDiverged) as info:
         fit(build_model("fashion_mnist", "relu", seed=0), bad, make_optimizer("adam", 1e-3), cfg2)
     err = info.value
@@ -131,7 +131,7 @@ def test_nan_in_first_epoch_reports_no_checkpoint(fashion):
     bad = Dataset(**{**data.__dict__, "train_images": images})
     with pytest.raises(TrainingDiverged, match="step 0 .*none"):
         model = build_model("fashion_mnist", "cpaf_sigmoid", seed=0)
-        fit(model, bad, make_optimizer("adam", 1e-3), FitConfig(epochs=1, batch_size=64))
+        fit(model, bad, make_optimizer("adam", 1e-3), TrainConfig(epochs=1, batch_size=64))
 
 
 # ------------------------------------------------------------------------- the command
@@ -290,7 +290,7 @@ def test_unknown_activation_is_rejected(capsys):
 
 
 def test_checkpoint_restores_an_identical_model_without_its_config(fashion, tmp_path):
-    from cpaf_jax.training.restore import restore_model
+    from cpaf_jax.experiments.restore import restore_model
 
     out = tmp_path / "out"
     rc = main(
