@@ -44,7 +44,6 @@ class RunView:
         return merge_model(self.graphdef, self.state)
 
 
-
 @dataclasses.dataclass
 class TrainResult:
     """What ``train`` returns.
