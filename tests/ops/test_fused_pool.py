@@ -334,7 +334,10 @@ def _plain_forward(model, x):
     ],
 )
 def test_networks_equal_their_unfused_forward(kind, activation, kwargs, shape):
+    # Inference: the plain forward has no dropout, so compare in eval mode (Flax's idiom: a
+    # model is built in train mode).
     model = models.build_model(kind, activation, seed=3, **kwargs)
+    model.eval()
     x = jax.random.uniform(jax.random.key(4), shape)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
@@ -350,6 +353,7 @@ def test_networks_equal_their_unfused_forward(kind, activation, kwargs, shape):
     for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(rgrads), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     unfused = models.build_model(kind, activation, seed=3, fuse_pooling=False, **kwargs)
+    unfused.eval()
     np.testing.assert_allclose(unfused(x), model(x), rtol=1e-5, atol=1e-6)
 
 

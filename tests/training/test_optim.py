@@ -7,7 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
-from cpaf_jax.activations.modules import ActivationParam
+from cpaf_jax import ActivationParam
 from cpaf_jax.models import build_model
 from cpaf_jax.training.optim import grouped_optimizer, param_labels, weight_mask
 
