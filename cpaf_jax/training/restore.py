@@ -3,22 +3,16 @@
 The old names warn with ``DeprecationWarning`` for one release, then go.
 """
 
-import warnings as _warnings
+from cpaf_jax._deprecation import deprecated_getattr
 
-_NAMES = ("build_from_spec", "model_spec", "restore_model")
+_MOVED_TO = "cpaf_jax.experiments.restore"
 
-
-def __getattr__(name: str):
-    if name not in _NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    _warnings.warn(
-        f"cpaf_jax.training.restore.{name} is deprecated; use cpaf_jax.experiments.restore.{name}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module("cpaf_jax.experiments.restore"), name)
-
+__getattr__ = deprecated_getattr(
+    __name__,
+    {
+        name: (_MOVED_TO, name, f"{_MOVED_TO}.{name}")
+        for name in ("build_from_spec", "model_spec", "restore_model")
+    },
+)
 
 __all__: list[str] = []
