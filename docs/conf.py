@@ -75,6 +75,9 @@ _autosummary.extract_summary = _summary
 
 # Tutorials: executed at every build; a failing cell fails the build.
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "substitution"]
+# Markdown that a notebook cell displays (the tutorials' result tables) is parsed as MyST, whose
+# tables CommonMark, the default, lacks.
+nb_render_markdown_format = "myst"
 nb_execution_mode = "force"
 nb_execution_timeout = 300
 nb_execution_raise_on_error = True
