@@ -570,7 +570,10 @@ def _header(rows: list[dict], source: str) -> list[str]:
 
 
 def render(
-    rows: list[dict], bench_json: str | None = None, source: str = "docs/reproduction/runs.csv"
+    rows: list[dict],
+    bench_json: str | None = None,
+    source: str = "docs/reproduction/runs.csv",
+    figures_dir: str | None = None,
 ) -> str:
     """REPRODUCTION.md's text from runs.csv's rows (see ``cpaf_jax.experiments.runs_csv``);
     ``source`` names the file in the header."""
