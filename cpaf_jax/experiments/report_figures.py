@@ -111,3 +111,112 @@ def read_meta(folder: str) -> dict:
     """``figures.json`` of ``folder``."""
     with open(_paths(folder)["meta"]) as f:
         return json.load(f)
+
+
+def occupied(shares: list[float]) -> list[int]:
+    """Quadrants (1-4) holding at least ``OCCUPIED`` of the points."""
+    return [i + 1 for i, s in enumerate(shares[:4]) if s >= OCCUPIED]
+
+
+def fig11_reading(points: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """Whether our features sit where the paper's do: sigmoid and ReLU in the first quadrant
+    only, CPAF in all four."""
+    out = []
+    for act, (z, _) in points.items():
+        quads = occupied(quadrant_shares(z))
+        if act.startswith("cpaf"):
+            want, words = [1, 2, 3, 4], "all four quadrants"
+        elif act in ("sigmoid", "relu"):
+            want, words = [1], "the first quadrant only"
+        else:
+            continue
+        same = "as in the paper" if quads == want else "unlike the paper"
+        where = ", ".join(map(str, quads)) or "none"
+        out.append(f"{act}: quadrant(s) {where} ({same}: {words})")
+    return "; ".join(out) + "."
+
+
+def _fig11(folder: str, meta: dict) -> list[str]:
+    points = fd.read_features(_paths(folder)["features"])
+    lines = [
+        "### Fig. 11: the 2-D features of 4.1", "",
+        f"![Fig. 11: [z1, z2] of 4.1's network]({folder}/{FIG11_PNG})", "",
+        f"{meta['per_class']} test images per class, one network per activation (seed "
+        f"{meta['seed']}, {meta['epochs']} epochs, lr {meta['features_lr']}, on Fashion-MNIST). "
+        "Share of the points strictly inside each quadrant and on an axis (%); a quadrant counts "
+        f"as occupied from {OCCUPIED * 100:g}% of the points.", "",
+        "| activation | test acc. of this network (%) | " + " | ".join(QUADRANTS)
+        + " | on an axis | occupied |", "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for act, (z, _) in points.items():
+        shares = quadrant_shares(z)
+        acc = meta["features_accuracy"].get(act, float("nan"))
+        cells = " | ".join(f"{s * 100:.1f}" for s in shares)
+        lines.append(f"| {act} | {acc * 100:.2f} | {cells} | "
+                     f"{', '.join(map(str, occupied(shares))) or 'none'} |")  # fmt: skip
+    return lines + ["", "The paper: sigmoid and ReLU in the first quadrant only, CPAF in all "
+                    "four. Ours: " + fig11_reading(points), ""]  # fmt: skip
+
+
+def ab_summary(pairs: dict[str, np.ndarray]) -> list[dict]:
+    """Per term i and parameter: min, 1st percentile, median, 99th percentile, max over every
+    layer's units, and the share inside the paper's range where it gives one."""
+    arr = np.concatenate(list(pairs.values()))
+    out = []
+    for i in range(arr.shape[1]):
+        for j, p in enumerate("ab"):
+            x = arr[:, i, j]
+            q = np.percentile(x, [0, 1, 50, 99, 100])
+            rng = PAPER_FIG14.get(f"{p}{i + 1}")
+            share = None if rng is None else float(np.mean((x >= rng[0]) & (x <= rng[1])))
+            out.append({"name": f"{p}{i + 1}", "q": q, "range": rng, "share": share})
+    return out
+
+
+def _fig14(folder: str, meta: dict) -> list[str]:
+    from cpaf_jax.activations.registry import family
+
+    pairs = fd.read_ab(_paths(folder)["ab"])
+    rec = family("cpaf_sigmoid")
+    init = rec.initial_values(**dict(rec.shape_options))
+    units = sum(len(v) for v in pairs.values())
+    lines = [
+        "### Fig. 14: the learned (a, b) of CPAF-sigmoid", "",
+        f"![Fig. 14: learned (a_i, b_i) of CPAF-sigmoid]({folder}/{FIG14_PNG})", "",
+        f"4.2's network with CPAF-sigmoid (seed {meta['seed']}, {meta['epochs']} epochs, lr "
+        f"{meta['ab_lr']}, test accuracy {meta['ab_accuracy'] * 100:.2f}%): {units:,} "
+        f"per-element units over {len(pairs)} layers ({', '.join(pairs)}), (a, b) stored to 3 "
+        "decimals. Quantiles over every unit; the dashed box in the figure is the paper's range "
+        "for (a1, b1).", "",
+        "| parameter | initial (Table 1) | min | 1% | median | 99% | max | paper's range "
+        "| share inside it (%) |", "|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for s in ab_summary(pairs):
+        i = int(s["name"][1:]) - 1
+        start = float(init[s["name"][0]][i])
+        rng = "-" if s["range"] is None else f"{s['range'][0]:g}-{s['range'][1]:g}"
+        share = "-" if s["share"] is None else f"{s['share'] * 100:.1f}"
+        qs = " | ".join(f"{v:.3f}" for v in s["q"])
+        lines.append(f"| {s['name']} | {start:g} | {qs} | {rng} | {share} |")
+    return lines + [""]
+
+
+PENDING = ("Pending: no figure data yet (`python -m train reproduce --figure-data` trains one "
+           "seed per network and writes it).")  # fmt: skip
+
+
+def figures_section(folder: str | None) -> list[str]:
+    """Fig. 11 and Fig. 14 from the committed data in ``folder``, beside the paper's
+    description; says what to run when the data are missing."""
+    lines = ["## Fig. 11 and Fig. 14, redrawn", ""]
+    if not have_data(folder):
+        return lines + [PENDING, ""]
+    meta = read_meta(folder)
+    dirty = " (from a dirty tree)" if meta.get("dirty") else ""
+    lines += [
+        "No model of the runs above is kept, so one seed per network was retrained for the "
+        f"figures at commit `{(meta.get('commit') or '-')[:12]}`{dirty} (`python -m train "
+        f"reproduce --figure-data`); the data are committed in `{folder}` and the PNGs drawn "
+        "from them (`--figures`).", "",
+    ]  # fmt: skip
+    return lines + _fig11(folder, meta) + _fig14(folder, meta)

@@ -5,10 +5,11 @@ tie: each row at its own tuned rate, or every row at the paper's fixed 1e-3; pai
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from cpaf_jax.experiments import repro_stats as rs
-from cpaf_jax.experiments.reproduction_plan import PAPER_LR
+from cpaf_jax.experiments.reproduction_plan import MAIN, PAPER_LR
 from cpaf_jax.experiments.retuning import chosen_rates, retuned_rates, target_seeds
 from cpaf_jax.experiments.stats import equivalence_test
 
@@ -16,6 +17,17 @@ from cpaf_jax.experiments.stats import equivalence_test
 MARGIN = 0.005
 ALPHA = 0.05
 PROTOCOLS = ("own", "paper")
+#: The main activations in the order pairs are formed: CPAF first, so a difference reads
+#: "CPAF minus the other".
+PAIR_ORDER = ("cpaf_sigmoid", "cpaf_relu", *(a for a in MAIN if not a.startswith("cpaf")))
+#: The paper's claim on 4.2: CPAF more accurate than PReLU and (learned-alpha) ELU.
+CLAIM = tuple(itertools.product(("cpaf_sigmoid", "cpaf_relu"), ("prelu", "elu_learned")))
+
+
+def main_pairs(rows: list[dict]) -> list[tuple[str, str]]:
+    """Every pair among the main activations that has final runs (tanh included)."""
+    have = {r["label"] for r in rows if r["stage"] == "final"}
+    return list(itertools.combinations([a for a in PAIR_ORDER if a in have], 2))
 
 
 def _seeds_at(rows: list[dict], label: str, lr: str) -> int:
@@ -92,6 +104,45 @@ CALL_WORDS = {"higher": "significantly higher", "lower": "significantly lower",
               "equivalent", "-": "not tested (fewer than two seeds)"}  # fmt: skip
 
 
+def call_words(t: dict) -> str:
+    """The call of ``t`` in words; a significant difference that is also shown to lie within
+    the margin says so."""
+    words = CALL_WORDS[t["call"]]
+    if t["call"] in ("higher", "lower") and t["holm_eq"] < ALPHA:
+        words += f", yet within +-{MARGIN * 100:g} pp"
+    return words
+
+
 def protocol_tests(rows: list[dict], pairs, protocol: str) -> list[dict]:
     """:func:`judged_tests` of final rows under ``protocol``."""
     return judged_tests(pairs, lambda label: final_rows(rows, label, protocol))
+
+
+def judged_table(tests: list[dict], fmt=None, unit: str = " (pp)") -> list[str]:
+    """Markdown table of :func:`judged_tests`: difference, 95% interval, p, Holm p, whether
+    significant, the 90% interval and Holm p of the TOST, and the call in words."""
+    from cpaf_jax.experiments import report_format as rf
+
+    fmt = fmt or rf.pp
+    lines = [
+        f"| comparison | mean diff.{unit} | 95% CI{unit} | seeds | p | Holm p | significant at 5% "
+        f"| 90% CI{unit} | TOST Holm p | reading |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in tests:
+        sig = "-" if math.isnan(t["holm"]) else ("yes" if t["holm"] < ALPHA else "no")
+        eq = {"low": t["eq_low"], "high": t["eq_high"]}
+        lines.append(
+            f"| {t['x']} - {t['y']} | {fmt(t['mean'])} | {rf.ci(t, fmt)} | {t['n']} | "
+            f"{rf.pval(t['p'])} | {rf.pval(t['holm'])} | {sig} | {rf.ci(eq, fmt)} | "
+            f"{rf.pval(t['holm_eq'])} | {call_words(t)} |"
+        )
+    return lines + [""]
+
+
+def call_sentence(t: dict) -> str:
+    """One judged comparison in words: the difference with its interval and the call."""
+    from cpaf_jax.experiments import report_format as rf
+
+    return (f"{rf.name(t['x'])} - {rf.name(t['y'])}: {rf.pp(t['mean'])} pp "
+            f"{rf.ci(t, rf.pp)} ({t['n']} seeds), {call_words(t)}")  # fmt: skip

@@ -11,7 +11,10 @@ retune|final_retuned|long`` run the stages derived from runs.csv
 (``cpaf_jax.experiments.retuning``): re-tuning on a wider grid, the final rows' missing seeds at
 the re-tuned rates, 30-epoch training; run them in that order (each reads the one before).
 
-``--report-only`` writes REPRODUCTION.md from runs.csv alone. ``--plan`` prints the commands.
+``--report-only`` writes REPRODUCTION.md from runs.csv alone (and the committed data of its
+figures). ``--figure-data`` retrains one seed per network of Fig. 11 and Fig. 14 and writes
+that data and the PNGs under ``--figures-dir``; ``--figures`` redraws the PNGs from the data.
+``--plan`` prints the commands.
 ``--seeds``, ``--epochs``, ``--train-subset`` and ``--validation`` override every row, for quick
 trials (give them their own ``--out`` and ``--csv``).
 """
@@ -42,7 +45,9 @@ that rate and at the paper's 1e-3; ablation varies CPAF's k and sharing; feature
 With --resume, finished commands are skipped and an interrupted one continues from its last
 epoch checkpoint, so a stage can be stopped and restarted at any time.
 
---report-only writes REPRODUCTION.md from the CSV alone. --seeds, --epochs, --train-subset and
+--report-only writes REPRODUCTION.md from the CSV alone (and the figures' data). --figure-data
+retrains one seed per network of Fig. 11 and Fig. 14 and writes their data and PNGs into
+--figures-dir; --figures redraws the PNGs from that data. --seeds, --epochs, --train-subset and
 --validation override every row for a quick trial (give it its own --out and --csv).
 """
 
