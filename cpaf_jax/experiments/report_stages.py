@@ -158,7 +158,8 @@ def half_section(rows: list[dict]) -> list[str]:
 
 
 def half_reading(tests: list[dict]) -> str:
-    """Per CPAF base, in words: each half-learned row against learning both and neither."""
+    """Per CPAF base, in words: each half-learned row against learning neither and both, then
+    what the gain is made of (:func:`gain_source`)."""
     by = {(t["x"], t["y"]): t for t in tests}
     text = []
     for base in ("cpaf_sigmoid", "cpaf_relu"):
@@ -167,13 +168,52 @@ def half_reading(tests: list[dict]) -> str:
             full, none = by.get((base, row)), by.get((row, f"{base}_frozen"))
             parts = []
             if none:
-                parts.append(f"against frozen {rp.call_words(none)}")
+                parts.append(f"against frozen: {rp.call_words(none)}")
             if full:
                 # full - half: "higher" means learning both is ahead of learning one.
-                parts.append(f"learning both against it {rp.call_words(full)}")
+                parts.append(f"learning both against it: {rp.call_words(full)}")
             if parts:
                 text.append(f"{rf.name(base)} learning {what}: {'; '.join(parts)}.")
+        source = gain_source(by, base)
+        if source:
+            text.append(f"So for {rf.name(base)}, {source}.")
     return " ".join(text)
+
+
+def recovers(by: dict, base: str, half: str) -> bool | None:
+    """Whether learning only ``half`` recovers learned CPAF's gain: True when it is
+    significantly above frozen and learning both is shown equivalent to it or below it (TOST:
+    never from a non-significant difference alone); False when learning both is significantly
+    above it, or it is not above frozen; None when undetermined or not run."""
+    full, none = by.get((base, f"{base}_{half}")), by.get((f"{base}_{half}", f"{base}_frozen"))
+    if full is None or none is None or "-" in (full["call"], none["call"]):
+        return None
+    if full["call"] == "higher" or none["call"] in ("lower", "tie"):
+        return False
+    if none["call"] == "higher" and full["call"] in ("tie", "lower"):
+        return True
+    return None
+
+
+GAIN_WORDS = {
+    (False, True): "learning the shifts b alone recovers the gain: it is the untied "
+    "per-element shift (a bias inside each term), not the learned scales",
+    (True, False): "learning the scales a alone recovers the gain: it is the shape, not the shift",
+    (True, True): "either half alone recovers the gain",
+    (False, False): "neither half alone recovers the gain: it needs both a and b",
+    (None, True): "learning the shifts b alone recovers the gain; whether the scales a alone "
+    "do is not determined",
+    (True, None): "learning the scales a alone recovers the gain; whether the shifts b alone "
+    "do is not determined",
+}
+
+
+def gain_source(by: dict, base: str) -> str:
+    """What learned CPAF's gain over frozen is made of, by rule (:func:`recovers`)."""
+    key = (recovers(by, base, "a_only"), recovers(by, base, "b_only"))
+    if key == (None, None) and not any((base, f"{base}_{h}") in by for h in ("a_only", "b_only")):
+        return ""
+    return GAIN_WORDS.get(key, "what the gain is made of is not determined at this sample size")
 
 
 def long_tests(rows: list[dict], stage: str) -> list[dict]:

@@ -216,7 +216,7 @@ def stage_bullets(rows: list[dict]) -> list[str]:
     half = rp.protocol_tests(rows, st.present_pairs(rows, st.half_pairs()), "own")
     out.append("- **Learning only a or only b**: " + (st.half_reading(half) if half else
                "pending (no row at its re-tuned rate with all its seeds yet)."))  # fmt: skip
-    thirty = st.long_tests(rows, "long") if st.rf.labels_in(rows, "long", ()) else []
+    thirty = st.long_tests(rows, "long") if rf.labels_in(rows, "long", ()) else []
     out.append(f"- **{st.rt.LONG_EPOCHS} epochs**: " + (st.ranking_sentence(
         st.long_tests(rows, "final"), thirty) if thirty else "pending."))  # fmt: skip
     feats = features_verdict(rows)

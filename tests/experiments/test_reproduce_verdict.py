@@ -149,6 +149,31 @@ def test_half_learned_table_matches_scipy(later):
         assert cells[5] == rr._p(hp) and cells[8] == rr._p(he)
 
 
+def _half(a_vs_frozen, both_vs_a, b_vs_frozen, both_vs_b, base="cpaf_relu"):
+    calls = {
+        (f"{base}_a_only", f"{base}_frozen"): a_vs_frozen,
+        (base, f"{base}_a_only"): both_vs_a,
+        (f"{base}_b_only", f"{base}_frozen"): b_vs_frozen,
+        (base, f"{base}_b_only"): both_vs_b,
+    }
+    return {k: {"call": c} for k, c in calls.items()}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("calls", "phrase"),
+    [(("open", "higher", "higher", "tie"), "learning the shifts b alone recovers the gain: it "
+      "is the untied"), (("higher", "lower", "higher", "higher"), "the scales a alone"),
+     (("higher", "tie", "higher", "tie"), "either half alone"),
+     (("higher", "higher", "higher", "higher"), "neither half alone recovers the gain: it needs"),
+     # A non-significant difference from learning both is not a tie: nothing is recovered.
+     (("higher", "open", "higher", "tie"), "b alone recovers the gain; whether the scales a"),
+     (("higher", "open", "higher", "open"), "not determined at this sample size")],
+)  # fmt: skip
+def test_what_the_gain_is_made_of_follows_its_rules(calls, phrase):
+    assert phrase in st.gain_source(_half(*calls), "cpaf_relu")
+    assert st.gain_source({}, "cpaf_relu") == ""
+
+
 @pytest.mark.parametrize(
     ("ten", "thirty", "flips"),
     [(["higher", "tie"], ["higher", "open"], []), (["higher", "lower"], ["lower", "lower"],
