@@ -57,15 +57,18 @@ def own_rates(rows: list[dict]) -> tuple[dict[str, str], dict[str, str]]:
     return rates, source
 
 
-def rate_of(rows: list[dict], label: str, protocol: str) -> str | None:
-    """The rate a row is judged at under ``protocol`` (``"own"`` or ``"paper"``)."""
-    return own_rates(rows)[0].get(label) if protocol == "own" else f"{PAPER_LR:g}"
+def rate_of(rows: list[dict], label: str, protocol: str, rates: dict | None = None) -> str | None:
+    """The rate a row is judged at under ``protocol`` (``"own"`` or ``"paper"``); ``rates``:
+    ``own_rates(rows)[0]`` when the caller has it already."""
+    if protocol != "own":
+        return f"{PAPER_LR:g}"
+    return (own_rates(rows)[0] if rates is None else rates).get(label)
 
 
-def final_rows(rows: list[dict], label: str, protocol: str, stage: str = "final") -> list[dict]:
-    """A label's rows of ``stage`` at its rate under ``protocol``."""
-    lr = rate_of(rows, label, protocol)
-    return [r for r in rows if r["stage"] == stage and r["label"] == label and r["lr"] == lr]
+def final_rows(rows: list[dict], label: str, protocol: str, rates: dict | None = None) -> list:
+    """A label's final rows at its rate under ``protocol`` (``rates`` as for :func:`rate_of`)."""
+    lr = rate_of(rows, label, protocol, rates)
+    return [r for r in rows if r["stage"] == "final" and r["label"] == label and r["lr"] == lr]
 
 
 def _by_seed(group: list[dict], key: str = "test_accuracy") -> dict[int, float]:
@@ -115,7 +118,8 @@ def call_words(t: dict) -> str:
 
 def protocol_tests(rows: list[dict], pairs, protocol: str) -> list[dict]:
     """:func:`judged_tests` of final rows under ``protocol``."""
-    return judged_tests(pairs, lambda label: final_rows(rows, label, protocol))
+    rates = own_rates(rows)[0]
+    return judged_tests(pairs, lambda label: final_rows(rows, label, protocol, rates))
 
 
 def judged_table(tests: list[dict], fmt=None, unit: str = " (pp)") -> list[str]:

@@ -33,7 +33,8 @@ def half_pairs() -> list[tuple[str, str]]:
 
 def present_pairs(rows: list[dict], pairs) -> list[tuple[str, str]]:
     """The pairs whose rows both have final runs at their own tuned rates."""
-    have = {a for a in {x for p in pairs for x in p} if rp.final_rows(rows, a, "own")}
+    rates = rp.own_rates(rows)[0]
+    have = {a for a in {x for p in pairs for x in p} if rp.final_rows(rows, a, "own", rates)}
     return [(x, y) for x, y in pairs if x in have and y in have]
 
 

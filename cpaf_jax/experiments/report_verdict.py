@@ -127,10 +127,10 @@ def gap_clause(own: list[dict], paper: list[dict]) -> str:
 
 def baseline_gaps(rows: list[dict], protocol: str) -> dict[str, float]:
     """Our mean accuracy minus the paper's Table 2, in pp, for ``PAPER_COLUMN``'s rows."""
-    paper = get_config("fashion_mnist").paper
+    paper, rates = get_config("fashion_mnist").paper, rp.own_rates(rows)[0]
     out = {}
     for label, column in PAPER_COLUMN.items():
-        ours = rf.t_of(rp.final_rows(rows, label, protocol))["mean"]
+        ours = rf.t_of(rp.final_rows(rows, label, protocol, rates))["mean"]
         ref = paper.get(column, {}).get("test_accuracy")
         if ref is not None and not math.isnan(ours):
             out[label] = ours * 100 - ref

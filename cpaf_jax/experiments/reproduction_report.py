@@ -83,9 +83,10 @@ def tune_section(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def final_at(rows: list[dict], label: str, which: str) -> list[dict]:
-    """The final rows of a label at its own tuned rate (``which="chosen"``) or the paper's."""
-    return rp.final_rows(rows, label, "own" if which == "chosen" else "paper")
+def final_at(rows: list[dict], label: str, which: str, rates: dict | None = None) -> list:
+    """The final rows of a label at its own tuned rate (``which="chosen"``; ``rates``: the
+    own rates when known) or the paper's."""
+    return rp.final_rows(rows, label, "own" if which == "chosen" else "paper", rates)
 
 
 SOURCE_WORDS = {"retuned": "re-tuning", "first": "first tuning"}
@@ -110,7 +111,7 @@ def main_section(rows: list[dict]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label in labels:
-        a, b = final_at(rows, label, "chosen"), final_at(rows, label, "paper")
+        a, b = final_at(rows, label, "chosen", chosen), final_at(rows, label, "paper")
         sa, sb, loss = t_of(a), t_of(b), t_of(a, "test_loss")
         ref = paper.get("elu" if label == "elu_learned" else label, {}).get("test_accuracy", "-")
         params = "/".join(sorted({r["params"] for r in select(rows, "final", label)}))
