@@ -143,8 +143,9 @@ def _fig11(folder: str, meta: dict) -> list[str]:
         f"![Fig. 11: [z1, z2] of 4.1's network]({folder}/{FIG11_PNG})", "",
         f"{meta['per_class']} test images per class, one network per activation (seed "
         f"{meta['seed']}, {meta['epochs']} epochs, lr {meta['features_lr']}, on Fashion-MNIST). "
-        "Share of the points strictly inside each quadrant and on an axis (%); a quadrant counts "
-        f"as occupied from {OCCUPIED * 100:g}% of the points.", "",
+        "Share of the points strictly inside each quadrant and on an axis (%; the features are "
+        "stored to 3 decimals, so a saturated sigmoid's output below 0.0005 counts as on an "
+        f"axis); a quadrant counts as occupied from {OCCUPIED * 100:g}% of the points.", "",
         "| activation | test acc. of this network (%) | " + " | ".join(QUADRANTS)
         + " | on an axis | occupied |", "|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
@@ -198,7 +199,17 @@ def _fig14(folder: str, meta: dict) -> list[str]:
         share = "-" if s["share"] is None else f"{s['share'] * 100:.1f}"
         qs = " | ".join(f"{v:.3f}" for v in s["q"])
         lines.append(f"| {s['name']} | {start:g} | {qs} | {rng} | {share} |")
-    return lines + [""]
+    return lines + ["", fig14_reading(ab_summary(pairs)), ""]
+
+
+def fig14_reading(summary: list[dict]) -> str:
+    """Our spread of (a1, b1) beside the paper's description."""
+    parts = [f"{s['name']} {s['q'][1]:.2f}-{s['q'][3]:.2f} (1%-99%), {s['share'] * 100:.1f}% "
+             f"of the units inside the paper's {s['range'][0]:g}-{s['range'][1]:g}"
+             for s in summary if s["range"] is not None]  # fmt: skip
+    (a0, a1), (b0, b1) = PAPER_FIG14["a1"], PAPER_FIG14["b1"]
+    return (f"The paper: from Table 1's (4, 2) the learned a1 spread to about {a0:g}-{a1:g} and "
+            f"b1 to about {b0:g}-{b1:g}. Ours: {'; '.join(parts)}.")  # fmt: skip
 
 
 PENDING = ("Pending: no figure data yet (`python -m train reproduce --figure-data` trains one "

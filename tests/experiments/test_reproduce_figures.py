@@ -80,6 +80,8 @@ def test_section_from_the_data_and_pending_without_it(tmp_path, rng):
     share = np.mean((a1 >= 3.75) & (a1 <= 4.5))
     line = next(ln for ln in text.splitlines() if ln.startswith("| a1 |"))
     assert line.split("|")[-2].strip() == f"{share * 100:.1f}"
+    lo, hi = np.percentile(a1, [1, 99])
+    assert f"Ours: a1 {lo:.2f}-{hi:.2f} (1%-99%), {share * 100:.1f}% of the units inside" in text
     assert f"{sum(len(p) for p in pairs.values()):,} per-element units" in text
     assert rfig.PENDING in "\n".join(rfig.figures_section(str(tmp_path / "none")))
 
