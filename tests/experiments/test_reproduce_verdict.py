@@ -291,3 +291,19 @@ def test_table6_reads_the_benchmark_json_and_the_papers_table(tmp_path, ms, cell
     assert f"cpaf_relu costs more than relu per step here, {cells[0]}x, {where}" in text
     missing = "\n".join(report_cost.table6_section(str(tmp_path / "none.json")))
     assert "No benchmark results" in missing
+
+
+def test_the_papers_gap_against_our_intervals_under_both_protocols():
+    gap = rv.paper_gap({"x": "cpaf_sigmoid", "y": "prelu"})
+    paper = get_config("fashion_mnist").paper
+    assert gap == pytest.approx(
+        paper["cpaf_sigmoid"]["test_accuracy"] - paper["prelu"]["test_accuracy"]
+    )
+    small = {**_t(0.0, 0.5, 0.01), "call": "tie"}
+    text = rv.gap_clause([small], [small])
+    assert text.endswith("in 1 of 1: the size of the paper's advantage is reproduced under "
+                         "neither.")  # fmt: skip
+    assert "significantly more accurate under both protocols in 0 of 1" in text
+    wide = {**small, "high": gap / 100 + 0.001, "call": "higher"}
+    assert rv.gap_clause([small], [wide]).endswith("in 0 of 1.")
+    assert "in 1 of 1 comparisons" in rv.gap_clause([wide], [wide])
