@@ -38,14 +38,33 @@ def present_pairs(rows: list[dict], pairs) -> list[tuple[str, str]]:
     return [(x, y) for x, y in pairs if x in have and y in have]
 
 
-def retune_margin(rows: list[dict], label: str) -> int | None:
-    """Validation predictions (images x seeds) by which the best rate beat the runner-up."""
-    group = [r for r in rows if r["stage"] == "retune" and r["label"] == label]
+def retune_margin(rows: list[dict], label: str, stage: str = "retune") -> int | None:
+    """Validation predictions (images x seeds) by which the best rate of ``stage`` beat the
+    runner-up."""
+    group = [r for r in rows if r["stage"] == stage and r["label"] == label]
     means = sorted((rf.t_of([r for r in group if r["lr"] == lr])["mean"] for lr in
                     {r["lr"] for r in group}), reverse=True)  # fmt: skip
     if len(means) < 2:
         return None
-    return round((means[0] - means[1]) * VALIDATION_IMAGES * len(rt.RETUNE_SEEDS))
+    seeds = len({r["seed"] for r in group})
+    return round((means[0] - means[1]) * VALIDATION_IMAGES * seeds)
+
+
+def first_tuning_note(rows: list[dict]) -> str:
+    """How many first-tuning choices sit at an edge of its grid, and the closest calls."""
+    chosen = rt.chosen_rates(rows, "tune")
+    lrs = sorted({r["lr"] for r in rows if r["stage"] == "tune"}, key=float)
+    if not chosen:
+        return ""
+    edge = [a for a, lr in chosen.items() if lr in (lrs[0], lrs[-1])]
+    margins = {a: retune_margin(rows, a, "tune") for a in chosen}
+    close = sorted((m, a) for a, m in margins.items() if m is not None)[:3]
+    return (
+        f"{len(edge)} of {len(chosen)} choices sit at an edge of this grid; the closest "
+        "calls (validation predictions, images x seeds, between the chosen rate and the "
+        f"runner-up): {', '.join(f'{a} {m:,}' for m, a in close)}. The re-tuning above "
+        "widens the grid, on seeds no final run uses."
+    )
 
 
 def at_edge(rows: list[dict], label: str, lr: str) -> bool:

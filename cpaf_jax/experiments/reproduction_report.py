@@ -80,7 +80,7 @@ def tune_section(rows: list[dict]) -> list[str]:
         n = len({r["seed"] for r in group})
         ep = "/".join(sorted({r["epochs"] for r in group}))
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {n} | {ep} |")
-    return lines + [""]
+    return lines + ["", report_stages.first_tuning_note(rows), ""]
 
 
 def final_at(rows: list[dict], label: str, which: str, rates: dict | None = None) -> list:

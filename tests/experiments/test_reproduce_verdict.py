@@ -307,3 +307,19 @@ def test_the_papers_gap_against_our_intervals_under_both_protocols():
     wide = {**small, "high": gap / 100 + 0.001, "call": "higher"}
     assert rv.gap_clause([small], [wide]).endswith("in 0 of 1.")
     assert "in 1 of 1 comparisons" in rv.gap_clause([wide], [wide])
+
+
+def test_first_tuning_note_counts_edge_choices_and_the_closest_calls(now):
+    chosen = rr.chosen_lrs(now)
+    lrs = sorted({r["lr"] for r in now if r["stage"] == "tune"}, key=float)
+    edge = sum(lr in (lrs[0], lrs[-1]) for lr in chosen.values())
+    margins = []
+    for label in chosen:
+        means = sorted((np.mean(list(_acc(now, "tune", label, lr).values())) for lr in lrs),
+                       reverse=True)  # fmt: skip
+        margins.append((round((means[0] - means[1]) * 10_000 * 3), label))
+    note = st.first_tuning_note(now)
+    assert note.startswith(f"{edge} of {len(chosen)} choices sit at an edge of this grid")
+    m, label = min(margins)
+    assert f"runner-up): {label} {m:,}" in note
+    assert st.first_tuning_note([]) == ""
