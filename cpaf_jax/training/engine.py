@@ -54,7 +54,7 @@ from jax.sharding import Mesh
 from cpaf_jax.training import executors as ex_mod
 from cpaf_jax.training import meshes as shd
 from cpaf_jax.training.arrays import Arrays, as_arrays
-from cpaf_jax.training.checkpoints import ResumeMismatch, RunCheckpoints
+from cpaf_jax.training.checkpoints import RunCheckpoints
 from cpaf_jax.training.epochs import EpochRunner
 from cpaf_jax.training.members import Member, init_states, member_epoch_indices, member_tx
 from cpaf_jax.training.records import TrainingDiverged
@@ -347,14 +347,6 @@ def fit(
     return view
 
 
-__all__ = [
-    "Member",
-    "ResumeMismatch",
-    "RunView",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDiverged",
-    "evaluate",
-    "fit",
-    "train",
-]
+# Only what this module defines; the types it returns and raises are public in
+# cpaf_jax.training.
+__all__ = ["TrainConfig", "evaluate", "fit", "train"]
