@@ -61,7 +61,9 @@ def draw_features(points: dict[str, tuple[np.ndarray, np.ndarray]], path: str) -
         ax.axhline(0, color="k", lw=0.5)
         ax.axvline(0, color="k", lw=0.5)
         ax.set(title=act, xlabel="z1", ylabel="z2")
-    axes[0][-1].legend(markerscale=4, fontsize=6, loc="best", title="class", title_fontsize=6)
+    # Beside the last panel, so it hides no point.
+    axes[0][-1].legend(markerscale=4, fontsize=6, title="class", title_fontsize=6,
+                       loc="upper left", bbox_to_anchor=(1.02, 1.0))  # fmt: skip
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
