@@ -11,7 +11,10 @@ retune|final_retuned|long`` run the stages derived from runs.csv
 (``cpaf_jax.experiments.retuning``): re-tuning on a wider grid, the final rows' missing seeds at
 the re-tuned rates, 30-epoch training; run them in that order (each reads the one before).
 
-``--report-only`` writes REPRODUCTION.md from runs.csv alone. ``--plan`` prints the commands.
+``--report-only`` writes REPRODUCTION.md from runs.csv alone (and the committed data of its
+figures). ``--figure-data`` retrains one seed per network of Fig. 11 and Fig. 14 and writes
+that data and the PNGs under ``--figures-dir``; ``--figures`` redraws the PNGs from the data.
+``--plan`` prints the commands.
 ``--seeds``, ``--epochs``, ``--train-subset`` and ``--validation`` override every row, for quick
 trials (give them their own ``--out`` and ``--csv``).
 """
@@ -42,7 +45,9 @@ that rate and at the paper's 1e-3; ablation varies CPAF's k and sharing; feature
 With --resume, finished commands are skipped and an interrupted one continues from its last
 epoch checkpoint, so a stage can be stopped and restarted at any time.
 
---report-only writes REPRODUCTION.md from the CSV alone. --seeds, --epochs, --train-subset and
+--report-only writes REPRODUCTION.md from the CSV alone (and the figures' data). --figure-data
+retrains one seed per network of Fig. 11 and Fig. 14 and writes their data and PNGs into
+--figures-dir; --figures redraws the PNGs from that data. --seeds, --epochs, --train-subset and
 --validation override every row for a quick trial (give it its own --out and --csv).
 """
 
@@ -58,11 +63,25 @@ def _parser() -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--stage", choices=STAGES + DERIVED_STAGES, help="the stage to run")
     what.add_argument("--report-only", action="store_true", help="write REPRODUCTION.md only")
+    what.add_argument(
+        "--figure-data",
+        action="store_true",
+        help="train the networks of Fig. 11 and Fig. 14 (one seed each) and write their data "
+        "and PNGs into --figures-dir",
+    )
+    what.add_argument(
+        "--figures", action="store_true", help="draw the PNGs of --figures-dir from its data"
+    )
     p.add_argument("--resume", action="store_true", help="skip finished, continue interrupted")
     p.add_argument("--plan", action="store_true", help="print the stage's commands and exit")
     p.add_argument("--out", default="runs/reproduction", help="runs folder")
     p.add_argument("--csv", default="docs/reproduction/runs.csv", help="per-member results")
     p.add_argument("--doc", default="REPRODUCTION.md", help="the report to write")
+    p.add_argument(
+        "--figures-dir",
+        default="docs/reproduction",
+        help="the figures' data and PNGs (the report describes and links them)",
+    )
     p.add_argument("--only", help="comma-separated row labels of the stage to run")
     p.add_argument("--seeds", type=positive_int, help="override every row's seeds (trials)")
     p.add_argument("--epochs", type=positive_int, help="override every row's epochs (trials)")
@@ -159,15 +178,32 @@ def run_stage(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_report(csv_path: str, doc: str) -> None:
-    """REPRODUCTION.md (``doc``) from ``csv_path`` alone: checked and rendered in memory, then
-    the file replaced whole, so a bad runs.csv or a failed write leaves ``doc`` as it was.
+def figures(args: argparse.Namespace) -> int:
+    """``--figure-data``: trains the figures' networks into ``<out>/figures`` and writes their
+    data into ``--figures-dir``; then (and with ``--figures`` alone) draws the PNGs there."""
+    from cpaf_jax.experiments import report_figures
+
+    if args.figure_data:
+        from cpaf_jax.experiments.cli import split_cpu_devices
+        from cpaf_jax.experiments.figure_data import write_figure_data
+
+        split_cpu_devices(0)
+        write_figure_data(args.csv, os.path.join(args.out, "figures"), args.figures_dir)
+    for path in report_figures.draw(args.figures_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def write_report(csv_path: str, doc: str, figures_dir: str | None = None) -> None:
+    """REPRODUCTION.md (``doc``) from ``csv_path`` alone (and the figures' data in
+    ``figures_dir``): checked and rendered in memory, then the file replaced whole, so a bad
+    runs.csv or a failed write leaves ``doc`` as it was.
 
     Raises:
       runs_csv.RunsCsvError: ``csv_path`` is malformed (the message names the line and field).
       OSError: ``doc`` could not be written.
     """
-    text = render(runs_csv.read(csv_path), source=csv_path)
+    text = render(runs_csv.read(csv_path), source=csv_path, figures_dir=figures_dir)
     atomic.write_text(doc, text)
     print(f"wrote {doc} from {csv_path}")
 
@@ -177,8 +213,10 @@ def main(argv: list[str]) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.report_only:
-            write_report(args.csv, args.doc)
+            write_report(args.csv, args.doc, args.figures_dir)
             return 0
+        if args.figure_data or args.figures:
+            return figures(args)
         if args.plan:
             for _, cmd in stage_commands(args):
                 print("python -m train " + shlex.join(cmd))

@@ -8,53 +8,32 @@ Holm-adjusted p-values within each table (``cpaf_jax.experiments.repro_stats``).
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
 
+from cpaf_jax.experiments import (
+    report_cost,
+    report_features,
+    report_figures,
+    report_stages,
+    report_verdict,
+)
+from cpaf_jax.experiments import report_format as fmt
+from cpaf_jax.experiments import report_protocols as rp
 from cpaf_jax.experiments import repro_stats as rs
 from cpaf_jax.experiments.configs import get_config
-from cpaf_jax.experiments.reproduction_plan import EXTRA, FEATURES_ACTIVATIONS, MAIN, PAPER_LR
+from cpaf_jax.experiments.reproduction_plan import EXTRA, MAIN, PAPER_LR
 
 # The checkout this package runs from; benchmarks/ sits next to cpaf_jax/ there.
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CIFAR_TRAIN_IMAGES = 50_000  # the official CIFAR-10/100 training sets
 CONTROLS = ("cpaf_sigmoid_frozen", "cpaf_relu_frozen", "relu_bias", "relu_wide", "prelu_channel")
-#: (row, the row it is a control for): frozen (a, b) against learned; matched baselines.
-CONTROL_PAIRS = (
-    ("cpaf_sigmoid", "cpaf_sigmoid_frozen"), ("cpaf_relu", "cpaf_relu_frozen"),
-    ("cpaf_sigmoid", "relu_bias"), ("cpaf_relu", "relu_bias"),
-    ("cpaf_sigmoid", "relu_wide"), ("cpaf_relu", "relu_wide"),
-    ("cpaf_sigmoid", "prelu_channel"), ("cpaf_relu", "prelu_channel"),
-)  # fmt: skip
 ALPHA = 0.05
 
 
-def _pct(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x * 100:.2f}"
-
-
-def _pp(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x * 100:+.2f}"
-
-
-def _p(p: float) -> str:
-    if math.isnan(p):
-        return "-"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def _ci(s: dict, fmt=_pct) -> str:
-    return "-" if math.isnan(s["low"]) else f"[{fmt(s['low'])}, {fmt(s['high'])}]"
-
-
-def select(rows: list[dict], stage: str, label: str, lr: str | None = None) -> list[dict]:
-    """The rows of a stage and label (at one learning rate, as written in the CSV)."""
-    return [
-        r for r in rows
-        if r["stage"] == stage and r["label"] == label and (lr is None or r["lr"] == lr)
-    ]  # fmt: skip
+_pct, _pp, _p, _ci = fmt.pct, fmt.pp, fmt.pval, fmt.ci
+select, t_of, _labels = fmt.select, fmt.t_of, fmt.labels_in
 
 
 def by_seed(rows: list[dict], key: str = "test_accuracy") -> dict[int, float]:
@@ -73,16 +52,6 @@ def chosen_lrs(rows: list[dict]) -> dict[str, str]:
             means[lr] = t_of(select(rows, "tune", label, lr))["mean"]
         out[label] = max(means, key=lambda lr: (means[lr], -float(lr)))
     return out
-
-
-def t_of(rows: list[dict], key: str = "test_accuracy") -> dict:
-    """``t_interval`` of a column of rows."""
-    return rs.t_interval([float(r[key]) for r in rows])
-
-
-def _labels(rows: list[dict], stage: str, order) -> list[str]:
-    present = {r["label"] for r in rows if r["stage"] == stage}
-    return [x for x in order if x in present] + sorted(present - set(order))
 
 
 def tune_section(rows: list[dict]) -> list[str]:
@@ -111,48 +80,48 @@ def tune_section(rows: list[dict]) -> list[str]:
         n = len({r["seed"] for r in group})
         ep = "/".join(sorted({r["epochs"] for r in group}))
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {n} | {ep} |")
-    return lines + [""]
+    return lines + ["", report_stages.first_tuning_note(rows), ""]
 
 
-def final_at(rows: list[dict], label: str, which: str) -> list[dict]:
-    """The final rows of a label at its chosen rate (``which="chosen"``) or the paper's."""
-    lr = chosen_lrs(rows).get(label) if which == "chosen" else f"{PAPER_LR:g}"
-    return select(rows, "final", label, lr) if lr is not None else []
+def final_at(rows: list[dict], label: str, which: str, rates: dict | None = None) -> list:
+    """The final rows of a label at its own tuned rate (``which="chosen"``; ``rates``: the
+    own rates when known) or the paper's."""
+    return rp.final_rows(rows, label, "own" if which == "chosen" else "paper", rates)
+
+
+SOURCE_WORDS = {"retuned": "re-tuning", "first": "first tuning"}
 
 
 def main_section(rows: list[dict]) -> list[str]:
-    """4.2's table: mean, 95% interval and n at the chosen rate and at the paper's 1e-3."""
+    """4.2's table: mean, 95% interval and n at each row's own tuned rate (``report_protocols.
+    own_rates``) and at the paper's 1e-3."""
     lines = ["## 4.2 Fashion-MNIST (Table 2), on the test set", ""]
     labels = _labels(rows, "final", MAIN + EXTRA + CONTROLS)
     if not labels:
         return lines + ["No final runs yet (`python -m train reproduce --stage final`).", ""]
-    paper, chosen = get_config("fashion_mnist").paper, chosen_lrs(rows)
+    paper, (chosen, source) = get_config("fashion_mnist").paper, rp.own_rates(rows)
     lines += [
         "Accuracy in %; the paper's ELU learns its alpha, so its figure stands beside both of "
         "ours. Params: trainable weights of the whole network (activation parameters "
-        "included).",
+        "included). Own lr: the row's own tuned rate, from the re-tuning where it is finished "
+        "(last column), else from the first tuning.",
         "",
-        "| row | paper acc. | chosen lr | acc. (chosen lr) | 95% CI | n | acc. (lr "
-        f"{PAPER_LR:g}) | 95% CI | n | loss (chosen lr) | params |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| row | paper acc. | own lr | acc. (own lr) | 95% CI | n | acc. (lr "
+        f"{PAPER_LR:g}) | 95% CI | n | loss (own lr) | params | own lr from |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label in labels:
-        a, b = final_at(rows, label, "chosen"), final_at(rows, label, "paper")
+        a, b = final_at(rows, label, "chosen", chosen), final_at(rows, label, "paper")
         sa, sb, loss = t_of(a), t_of(b), t_of(a, "test_loss")
         ref = paper.get("elu" if label == "elu_learned" else label, {}).get("test_accuracy", "-")
         params = "/".join(sorted({r["params"] for r in select(rows, "final", label)}))
         loss_text = "-" if math.isnan(loss["mean"]) else f"{loss['mean']:.4f}"
         lines.append(
             f"| {label} | {ref} | {chosen.get(label, '-')} | {_pct(sa['mean'])} | {_ci(sa)} | "
-            f"{sa['n']} | {_pct(sb['mean'])} | {_ci(sb)} | {sb['n']} | {loss_text} | {params} |"
+            f"{sa['n']} | {_pct(sb['mean'])} | {_ci(sb)} | {sb['n']} | {loss_text} | {params} | "
+            f"{SOURCE_WORDS.get(source.get(label), '-')} |"
         )
     return lines + [""]
-
-
-def pair_tests(rows: list[dict], pairs, which: str) -> list[dict]:
-    """Paired tests ``first - second`` by seed for each pair of final rows, Holm-adjusted over
-    the list."""
-    return holm_tests(pairs, lambda label: final_at(rows, label, which))
 
 
 def holm_tests(pairs, rows_of, key: str = "test_accuracy") -> list[dict]:
@@ -192,56 +161,25 @@ def _pair_table(tests: list[dict], fmt=_pp, unit: str = " (pp)") -> list[str]:
     return lines + [""]
 
 
-#: The main activations in the order pairs are formed: CPAF first, so a difference reads
-#: "CPAF minus the other".
-PAIR_ORDER = ("cpaf_sigmoid", "cpaf_relu", *(a for a in MAIN if not a.startswith("cpaf")))
-
-
-def main_pairs(rows: list[dict]) -> list[tuple[str, str]]:
-    """Every pair among the main activations that has final runs (tanh included)."""
-    present = [a for a in PAIR_ORDER if select(rows, "final", a)]
-    return list(itertools.combinations(present, 2))
-
-
 def pairs_section(rows: list[dict]) -> list[str]:
-    """All pairs among the main activations, at the chosen rates and at 1e-3."""
-    pairs = main_pairs(rows)
+    """All pairs among the main activations, at each row's own tuned rate and at 1e-3, with
+    their equivalence tests."""
+    pairs = rp.main_pairs(rows)
     if not pairs:
         return []
     lines = ["## All pairs among the main activations", ""]
-    for which, title in (("chosen", "each at its chosen rate"), ("paper", f"all at {PAPER_LR:g}")):
+    for protocol, title in (
+        ("own", "each at its own tuned rate"),
+        ("paper", f"all at {PAPER_LR:g}"),
+    ):
         lines += [
             f"Test accuracy, {title}: paired t-tests over the seeds both rows have; Holm's "
-            f"adjustment over the {len(pairs)} comparisons of this table.",
+            f"adjustment over the {len(pairs)} comparisons of this table (t-tests and "
+            "equivalence tests each).",
             "",
-            *_pair_table(pair_tests(rows, pairs, which)),
+            *rp.judged_table(rp.protocol_tests(rows, pairs, protocol)),
         ]
     return lines
-
-
-def control_tests(rows: list[dict]) -> list[dict]:
-    """Learned CPAF against each control that has final runs, Holm-adjusted over them."""
-    pairs = [(x, y) for x, y in CONTROL_PAIRS if select(rows, "final", y)]
-    return pair_tests(rows, pairs, "chosen")
-
-
-def controls_section(rows: list[dict]) -> list[str]:
-    """Frozen (a, b) and the matched baselines against learned CPAF."""
-    tests = control_tests(rows)
-    if not tests:
-        return []
-    return [
-        "## Controls: frozen (a, b) and matched baselines",
-        "",
-        "`cpaf_*_frozen`: CPAF at Table 1's (a, b), never trained (the initial shape without "
-        "learning); `relu_bias`: relu(y + c) with a learned per-element c (the untied bias a "
-        "per-element b gives); `relu_wide`: ReLU FashionNet with every width multiplied so its "
-        "weight count matches the per-element CPAF network (params column above); "
-        "`prelu_channel`: He et al.'s channel-wise PReLU. At each row's chosen rate; Holm over "
-        "this table.",
-        "",
-        *_pair_table(tests),
-    ]
 
 
 def ablation_pairs(rows: list[dict]) -> list[tuple[str, str, str]]:
@@ -314,52 +252,6 @@ def ablation_section(rows: list[dict]) -> list[str]:
         "",
         *_pair_table(tests),
     ]
-
-
-def features_section(rows: list[dict]) -> list[str]:
-    """4.1's losses on the dataset we ran, beside the paper's MNIST losses, labelled as such."""
-    labels = _labels(rows, "features", FEATURES_ACTIVATIONS)
-    if not labels:
-        return []
-    paper = get_config("mnist_features").paper
-    data = "/".join(sorted({r["dataset"] for r in rows if r["stage"] == "features"}))
-    lines = [
-        "## 4.1 Feature extraction (Fig. 9-10)",
-        "",
-        f"MNIST cannot be downloaded here: ours ran on {data}, the paper's on MNIST, so the "
-        "loss columns are not comparable (the table's headers say which is which).",
-        "",
-        f"| activation | paper test loss (MNIST) | our test loss ({data}) | 95% CI | our acc. "
-        f"(%, {data}) | n | epochs |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for label in labels:
-        group = select(rows, "features", label)
-        loss, acc = t_of(group, "test_loss"), t_of(group)
-        ci = "-" if math.isnan(loss["low"]) else f"[{loss['low']:.4f}, {loss['high']:.4f}]"
-        lines.append(
-            f"| {label} | {paper.get(label, {}).get('test_loss', '-')} | {loss['mean']:.4f} | "
-            f"{ci} | {_pct(acc['mean'])} | {loss['n']} | {group[0]['epochs']} |"
-        )
-    tests = features_tests(rows)
-    if not tests:
-        return lines + [""]
-    return lines + [
-        "",
-        "The paper's claim here is CPAF's lower test loss: paired t-tests of our test loss "
-        f"({data}) by seed, CPAF minus each other activation (negative: CPAF lower), Holm over "
-        "this table.",
-        "",
-        *_pair_table(tests, _loss_diff, ""),
-    ]
-
-
-def features_tests(rows: list[dict]) -> list[dict]:
-    """4.1's test loss, each CPAF minus each other activation that ran, Holm-adjusted."""
-    labels = _labels(rows, "features", FEATURES_ACTIVATIONS)
-    cpafs = [a for a in labels if a.startswith("cpaf")]
-    pairs = [(x, y) for x in cpafs for y in labels if y not in cpafs]
-    return holm_tests(pairs, lambda lab: select(rows, "features", lab), "test_loss")
 
 
 PAPER_FIG14_PAIRS = 14_790  # Fig. 14 of the paper: the (a1, b1) pairs it plots
@@ -449,111 +341,6 @@ def cifar_section(bench_json: str | None = None) -> list[str]:
     ]
 
 
-_NAMES = {"cpaf_sigmoid": "CPAF-sigmoid", "cpaf_relu": "CPAF-ReLU", "prelu": "PReLU",
-          "elu_learned": "learned-alpha ELU", "elu": "ELU (alpha = 1)", "relu": "ReLU",
-          "tanh": "tanh", "cpaf_sigmoid_frozen": "frozen CPAF-sigmoid",
-          "cpaf_relu_frozen": "frozen CPAF-ReLU", "relu_bias": "learned-bias ReLU",
-          "relu_wide": "parameter-matched wide ReLU",
-          "prelu_channel": "channel-wise PReLU"}  # fmt: skip
-
-
-def sentence(t: dict) -> str:
-    """One comparison in words: direction, size with its interval, Holm p, significance."""
-    x, y = _NAMES.get(t["x"], t["x"]), _NAMES.get(t["y"], t["y"])
-    word = "higher" if t["mean"] > 0 else "lower" if t["mean"] < 0 else "equal to"
-    sig = "significant" if t["holm"] < ALPHA else "not significant"
-    return (
-        f"{x}'s accuracy is {word} than {y}'s by {abs(t['mean']) * 100:.2f} pp "
-        f"{_ci(t, _pp)}, Holm-adjusted p = {_p(t['holm'])}: {sig} at 5%."
-    )
-
-
-def claim_verdict(tests: list[dict]) -> str:
-    """The paper's claim (CPAF beats PReLU and ELU on 4.2) judged by explicit rules: supported
-    if every CPAF-vs-PReLU/ELU difference is significantly positive, contradicted if any is
-    significantly negative, partly supported if some are significantly positive, otherwise not
-    supported."""
-    up, down = significant(tests, +1), significant(tests, -1)
-    if down:
-        return ("The data contradict the paper's claim that CPAF is more accurate than PReLU "
-                "and ELU on Fashion-MNIST: at least one of those differences is significantly "
-                "negative after Holm's correction.")  # fmt: skip
-    if len(up) == len(tests):
-        return ("The data support the paper's claim that CPAF is more accurate than PReLU and "
-                "ELU on Fashion-MNIST: every such difference is significantly positive after "
-                "Holm's correction.")  # fmt: skip
-    if up:
-        return ("The data support the paper's claim only in part: "
-                f"{len(up)} of the {len(tests)} CPAF-versus-PReLU/ELU differences are "
-                "significantly positive after Holm's correction, the others are not.")  # fmt: skip
-    return ("The data do not support the paper's claim that CPAF is more accurate than PReLU "
-            "and ELU on Fashion-MNIST: no such difference is significant after Holm's "
-            "correction, so the paper's gaps are not reproduced at this sample size.")  # fmt: skip
-
-
-def matched_verdict(tests: list[dict]) -> str:
-    """What the matched baselines (the controls of ``CONTROL_PAIRS`` that are not frozen CPAF)
-    say, by rule: learned CPAF significantly ahead of all of them, of some, or of none (then its
-    gain over ReLU cannot be credited to its trained shape rather than to what the baselines
-    also add: a per-element bias, a learned slope, or the same number of weights)."""
-    up = significant(tests, +1)
-    if not up:
-        return ("No matched baseline is significantly less accurate than learned CPAF, so these "
-                "data cannot credit CPAF's trained shape, rather than the bias, slope or weights "
-                "the baselines also add, for its gain over ReLU.")  # fmt: skip
-    if len(up) == len(tests):
-        return ("Learned CPAF is significantly more accurate than every matched baseline, so its "
-                "gain is more than the bias, slope or weights they add.")  # fmt: skip
-    ahead = sorted({_NAMES.get(t["y"], t["y"]) for t in up})
-    return (f"Learned CPAF is significantly more accurate than {', '.join(ahead)} only, not "
-            "than every matched baseline.")  # fmt: skip
-
-
-def _paper_gap(t: dict) -> str:
-    paper = get_config("fashion_mnist").paper
-    px = paper.get(t["x"], {}).get("test_accuracy")
-    py = paper.get("elu" if t["y"] == "elu_learned" else t["y"], {}).get("test_accuracy")
-    if px is None or py is None or math.isnan(t["low"]):
-        return ""
-    gap = px - py
-    inside = t["low"] * 100 <= gap <= t["high"] * 100
-    return (f" The paper's gap for this pair, {gap:+.2f} pp, is "
-            f"{'inside' if inside else 'outside'} our interval.")  # fmt: skip
-
-
-def _control_sentences(tests: list[dict]) -> list[str]:
-    """The verdict's clauses on frozen (a, b) and on the matched baselines."""
-    shown = [t for t in tests if t["n"] >= 2]
-    matched = [t for t in shown if not t["y"].endswith("_frozen")]
-    text = []
-    for t in (t for t in shown if t not in matched):
-        learned = "matters" if t["holm"] < ALPHA else "makes no significant difference"
-        text.append(f"{sentence(t)} Learning (a, b) {learned} here.")
-    text += [f"{sentence(t)[:-1]} ({t['n']} paired seeds)." for t in matched]
-    return text + [matched_verdict(matched)] if matched else text
-
-
-def verdict_section(rows: list[dict]) -> list[str]:
-    """The verdict paragraph, every clause chosen by a rule from the tests."""
-    tests = {(t["x"], t["y"]): t for t in pair_tests(rows, main_pairs(rows), "chosen")}
-    claim = [tests[p] for p in itertools.product(("cpaf_sigmoid", "cpaf_relu"),
-             ("prelu", "elu_learned")) if p in tests]  # fmt: skip
-    if not claim:
-        return []
-    text = [sentence(t) + _paper_gap(t) for t in claim]
-    text.append(claim_verdict(claim))
-    for x in ("cpaf_sigmoid", "cpaf_relu"):
-        if (x, "tanh") in tests:
-            text.append(sentence(tests[(x, "tanh")]))
-    text += _control_sentences(control_tests(rows))
-    n = min(t["n"] for t in claim)
-    text.append(
-        f"(At least {n} paired seeds per comparison with PReLU and ELU, each activation at its "
-        "learning rate chosen on the validation split.)"
-    )
-    return ["## Verdict", "", " ".join(text), ""]
-
-
 def _header(rows: list[dict], source: str) -> list[str]:
     commits = sorted({r["commit"][:12] for r in rows if r["commit"]})
     dirty = sum(1 for r in rows if r["dirty"] == "True")
@@ -570,11 +357,22 @@ def _header(rows: list[dict], source: str) -> list[str]:
 
 
 def render(
-    rows: list[dict], bench_json: str | None = None, source: str = "docs/reproduction/runs.csv"
+    rows: list[dict],
+    bench_json: str | None = None,
+    source: str = "docs/reproduction/runs.csv",
+    figures_dir: str | None = None,
 ) -> str:
-    """REPRODUCTION.md's text from runs.csv's rows (see ``cpaf_jax.experiments.runs_csv``);
-    ``source`` names the file in the header."""
-    lines = _header(rows, source) + verdict_section(rows) + tune_section(rows) + main_section(rows)
-    lines += pairs_section(rows) + controls_section(rows) + ablation_section(rows)
-    lines += features_section(rows) + count_section() + cifar_section(bench_json)
+    """REPRODUCTION.md's text from runs.csv's rows (see ``cpaf_jax.experiments.runs_csv``),
+    ``bench_json`` (default: this checkout's ``benchmarks/BENCHMARKS.json``) and the figures'
+    data in ``figures_dir`` (None: the figures are reported pending); ``source`` names the
+    file in the header."""
+    bench = bench_json or os.path.join(_REPO, "benchmarks", "BENCHMARKS.json")
+    lines = _header(rows, source) + report_verdict.verdict_section(rows)
+    lines += report_verdict.method_section() + report_verdict.protocols_section(rows)
+    lines += report_stages.retune_section(rows) + tune_section(rows) + main_section(rows)
+    lines += pairs_section(rows) + report_stages.controls_section(rows)
+    lines += report_stages.half_section(rows) + report_stages.long_section(rows)
+    lines += ablation_section(rows) + report_features.features_section(rows)
+    lines += report_figures.figures_section(figures_dir) + count_section()
+    lines += report_cost.table6_section(bench) + cifar_section(bench_json)
     return "\n".join(lines).rstrip("\n") + "\n"

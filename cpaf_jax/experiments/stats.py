@@ -1,4 +1,5 @@
-"""Statistics over seeds: mean, standard deviation, Student-t 95% intervals, paired t-tests.
+"""Statistics over seeds: mean, standard deviation, Student-t 95% intervals, paired t-tests,
+equivalence tests (TOST).
 
 Quantiles and tests come from ``scipy.stats`` (exact for every degree of freedom). Missing
 values are handled the same way everywhere: ``None``, NaN and infinities are dropped before
@@ -118,4 +119,49 @@ def holm(pvalues: Sequence[float | None]) -> list[float]:
     for rank, (p, i) in enumerate(sorted(finite)):
         running = max(running, min(1.0, (m - rank) * p))
         out[i] = running
+    return out
+
+
+def _one_sided(d: np.ndarray, mu: float, greater: bool) -> float:
+    """One-sample t-test p-value of ``mean(d) > mu`` (``greater``) or ``< mu``; a zero spread
+    gives 0 or 1 by where the (constant) differences lie."""
+    mean, se = float(np.mean(d)), float(np.std(d, ddof=1)) / math.sqrt(d.size)
+    if se == 0.0:
+        return 0.0 if (mean > mu if greater else mean < mu) else 1.0
+    t = (mean - mu) / se
+    return float(_st.t.sf(t, d.size - 1) if greater else _st.t.cdf(t, d.size - 1))
+
+
+def equivalence_test(
+    a: Mapping[int, float | None], b: Mapping[int, float | None], margin: float
+) -> dict[str, float]:
+    """Two one-sided tests (TOST) that the paired difference ``a - b`` lies within
+    ``+-margin``, over the seeds both have (as :func:`paired_difference` pairs them).
+
+    The null hypothesis is ``mean <= -margin`` or ``mean >= margin``; it is rejected at level
+    alpha when both one-sided t-tests reject it, i.e. when ``max(p_lower, p_upper) < alpha``,
+    the same event as the ``1 - 2 alpha`` (90%) interval lying inside the margin.
+
+    Args:
+      a, b: metric per seed (non-finite values and unpaired seeds are left out).
+      margin: the equivalence margin (> 0), in the metric's unit.
+
+    Returns:
+      ``{"seeds", "mean", "p_lower", "p_upper", "p_value", "ci90_low", "ci90_high"}``:
+      ``p_lower`` tests ``mean > -margin``, ``p_upper`` tests ``mean < margin``, ``p_value``
+      is their maximum; NaN p-values and interval below two pairs.
+    """
+    if not margin > 0:
+        raise ValueError(f"equivalence_test: the margin must be > 0, got {margin}")
+    seeds = sorted(s for s in set(a) & set(b) if _finite(a[s]) and _finite(b[s]))
+    d = np.asarray([float(a[s]) - float(b[s]) for s in seeds], dtype=np.float64)
+    nan = float("nan")
+    out = {"seeds": len(seeds), "mean": float(np.mean(d)) if d.size else nan, "p_lower": nan,
+           "p_upper": nan, "p_value": nan, "ci90_low": nan, "ci90_high": nan}  # fmt: skip
+    if d.size < 2:
+        return out
+    lo, hi = _one_sided(d, -margin, True), _one_sided(d, margin, False)
+    half = float(_st.t.ppf(0.95, d.size - 1)) * float(np.std(d, ddof=1)) / math.sqrt(d.size)
+    out.update(p_lower=lo, p_upper=hi, p_value=max(lo, hi), ci90_low=out["mean"] - half,
+               ci90_high=out["mean"] + half)  # fmt: skip
     return out

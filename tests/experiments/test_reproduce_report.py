@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cpaf_jax.experiments import repro_stats, reproduce
+from cpaf_jax.experiments import report_features, repro_stats, reproduce
 from cpaf_jax.experiments import reproduction_report as rr
 
 FIXTURE = Path(__file__).parent / "data" / "runs_fixture.csv"
@@ -84,25 +84,39 @@ def test_holm_on_a_known_family():
     assert repro_stats.holm([0.2, float("nan")])[0] == pytest.approx(0.2)
 
 
-def test_pairwise_table_matches_scipy_and_holm():
+def _tost_p(d, margin=0.005):
+    """TOST as two one-sided one-sample t-tests (scipy), the larger p."""
+    lower = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
+    upper = stats.ttest_1samp(d, margin, alternative="less").pvalue
+    return max(lower, upper)
+
+
+@pytest.mark.parametrize(("title", "rate"), [("each at its own tuned rate", None),
+                                             ("all at 0.001", "0.001")])  # fmt: skip
+def test_pairwise_table_matches_scipy_and_holm(title, rate):
     rows = _rows()
     text = rr.render(rows)
     labels = ["cpaf_sigmoid", "cpaf_relu", "prelu", "elu_learned", "tanh"]
     pairs = list(itertools.combinations(labels, 2))
-    diffs, pvals = [], []
+    diffs, pvals, eq = [], [], []
     for x, y in pairs:
-        a, b = _acc(rows, "final", x, _chosen(rows, x)), _acc(rows, "final", y, _chosen(rows, y))
-        seeds = sorted(a)
-        diffs.append(np.mean([a[s] - b[s] for s in seeds]))
-        pvals.append(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
-    holm = _holm_reference(np.array(pvals))
-    section = text.split("each at its chosen rate")[1].split("\n\n")[1]
-    for (x, y), d, p, h in zip(pairs, diffs, pvals, holm, strict=True):
+        a = _acc(rows, "final", x, rate or _chosen(rows, x))
+        b = _acc(rows, "final", y, rate or _chosen(rows, y))
+        d = np.array([a[s] - b[s] for s in sorted(a)])
+        diffs.append(d.mean())
+        pvals.append(stats.ttest_rel([a[s] for s in sorted(a)], [b[s] for s in sorted(a)]).pvalue)
+        eq.append(_tost_p(d))
+    holm, holm_eq = _holm_reference(np.array(pvals)), _holm_reference(np.array(eq))
+    section = text.split(f"{title}: paired")[1].split("\n\n")[1]
+    for i, (x, y) in enumerate(pairs):
         line = next(ln for ln in section.splitlines() if ln.startswith(f"| {x} - {y} |"))
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[1] == f"{d * 100:+.2f}"
-        assert cells[4] == rr._p(p) and cells[5] == rr._p(h)
-        assert cells[6] == ("yes" if h < 0.05 else "no")
+        assert cells[1] == f"{diffs[i] * 100:+.2f}"
+        assert cells[4] == rr._p(pvals[i]) and cells[5] == rr._p(holm[i])
+        assert cells[6] == ("yes" if holm[i] < 0.05 else "no")
+        assert cells[8] == rr._p(holm_eq[i])
+        # A tie is said only where the equivalence test shows it.
+        assert ("equivalent within" in cells[9]) == (holm[i] >= 0.05 and holm_eq[i] < 0.05)
     assert f"over the {len(pairs)} comparisons" in text
 
 
@@ -114,50 +128,6 @@ def test_chosen_rate_is_the_best_mean_validation_accuracy():
     # Every tuning row was scored on the validation split, every final row on the test set.
     assert {r["split"] for r in rows if r["stage"] == "tune"} == {"validation"}
     assert {r["split"] for r in rows if r["stage"] == "final"} == {"test"}
-
-
-def _t(mean, holm):
-    return {"x": "cpaf_sigmoid", "y": "prelu", "mean": mean, "holm": holm,
-            "low": mean - 0.01, "high": mean + 0.01, "n": 20}  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("tests", "phrase"),
-    [
-        ([_t(0.01, 0.01), _t(0.01, 0.02)], "The data support the paper's claim that"),
-        ([_t(0.01, 0.01), _t(0.002, 0.4)], "only in part: 1 of the 2"),
-        ([_t(0.01, 0.2), _t(-0.002, 0.4)], "do not support the paper's claim"),
-        ([_t(0.01, 0.01), _t(-0.01, 0.01)], "contradict the paper's claim"),
-    ],
-)
-def test_the_verdict_follows_its_rules(tests, phrase):
-    assert phrase in rr.claim_verdict(tests)
-
-
-def _m(y, mean, holm):
-    return {**_t(mean, holm), "y": y, "n": 10}
-
-
-@pytest.mark.parametrize(
-    ("tests", "phrase"),
-    [
-        ([_m("relu_bias", 0.01, 0.01), _m("relu_wide", 0.01, 0.02)], "than every matched"),
-        ([_m("relu_bias", 0.01, 0.01), _m("relu_wide", -0.01, 0.01)],
-         "than learned-bias ReLU only"),
-        ([_m("relu_bias", 0.01, 0.2), _m("relu_wide", -0.01, 0.01)], "cannot credit"),
-    ],
-)  # fmt: skip
-def test_the_matched_baseline_verdict_follows_its_rules(tests, phrase):
-    assert phrase in rr.matched_verdict(tests)
-
-
-def test_the_verdict_reports_every_matched_baseline_with_its_seed_count():
-    rows = _rows()
-    verdict = rr.verdict_section(rows)[2]
-    wide = [t for t in rr.control_tests(rows) if t["y"] == "relu_wide"]
-    assert wide and all(rr.sentence(t)[:-1] + f" ({t['n']} paired seeds)." in verdict
-                        for t in wide)  # fmt: skip
-    assert rr.matched_verdict(wide) in verdict
 
 
 def test_ablation_pairs_compare_sharing_at_each_k_and_each_k_with_two():
@@ -191,18 +161,17 @@ def _a(kind, mean, holm):
     return {**_t(mean, holm), "kind": kind}
 
 
+def _t(mean, holm):
+    return {"x": "cpaf_sigmoid", "y": "prelu", "mean": mean, "holm": holm,
+            "low": mean - 0.01, "high": mean + 0.01, "n": 20}  # fmt: skip
+
+
 def test_the_ablation_reading_counts_significant_comparisons_by_kind_and_sign():
     tests = [_a("sharing", 0.01, 0.01), _a("sharing", -0.01, 0.01), _a("sharing", 0.01, 0.2),
              _a("terms", 0.01, 0.04), _a("terms", -0.01, 0.06)]  # fmt: skip
     reading = rr.ablation_reading(tests)
     assert "same k: 1 of 3 significantly higher and 1 significantly lower." in reading
     assert "against k = 2: 1 of 2 significantly higher and 0 significantly lower" in reading
-
-
-def test_sentence_reads_the_numbers():
-    s = rr.sentence(_t(-0.0123, 0.2))
-    assert s.startswith("CPAF-sigmoid's accuracy is lower than PReLU's by 1.23 pp [-2.23, -0.23]")
-    assert s.endswith("Holm-adjusted p = 0.200: not significant at 5%.")
 
 
 def test_features_table_says_which_dataset_each_loss_is_on():
@@ -214,7 +183,7 @@ def test_features_table_says_which_dataset_each_loss_is_on():
 
 def test_features_loss_tests_match_scipy():
     rows = _rows()
-    section = "\n".join(rr.features_section(rows))
+    section = "\n".join(report_features.features_section(rows)).split("Without dead runs")[0]
     loss = {lab: {int(r["seed"]): float(r["test_loss"]) for r in rows
                   if r["stage"] == "features" and r["label"] == lab}
             for lab in ("cpaf_relu", "relu")}  # fmt: skip
@@ -224,7 +193,9 @@ def test_features_loss_tests_match_scipy():
     line = next(ln for ln in section.splitlines() if ln.startswith("| cpaf_relu - relu |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[1] == f"{d:+.4f}" and cells[4] == rr._p(p.pvalue) and cells[5] == cells[4]
-    assert [(t["x"], t["y"]) for t in rr.features_tests(rows)] == [("cpaf_relu", "relu")]
+    assert [(t["x"], t["y"]) for t in report_features.loss_tests(rows, False)] == [
+        ("cpaf_relu", "relu")
+    ]
 
 
 def test_committed_reproduction_is_regenerated_from_the_committed_runs_csv(tmp_path, monkeypatch):

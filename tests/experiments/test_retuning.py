@@ -15,8 +15,9 @@ import pytest
 from cpaf_jax.experiments import reproduce, runs_csv
 from cpaf_jax.experiments import retuning as rt
 from cpaf_jax.experiments.cli import parse_args
+from cpaf_jax.experiments.report_stages import retune_section
 from cpaf_jax.experiments.reproduction_plan import EXTRA, MAIN, PAPER_LR, stage_rows
-from cpaf_jax.experiments.reproduction_report import chosen_lrs, render
+from cpaf_jax.experiments.reproduction_report import ablation_section, chosen_lrs, tune_section
 from cpaf_jax.models import build_model
 from cpaf_jax.training.members import member_epoch_indices
 
@@ -193,12 +194,14 @@ def test_new_csv_stages_sort_after_the_first_round_and_leave_its_rows_alone(tmp_
     got = runs_csv.read(path)
     assert [r["stage"] for r in got[-2:]] == ["retune", "long"]
     assert [r for r in got if r not in extra] == COMMITTED
-    # The report reads only its own stages: re-tuning and 30-epoch rows change nothing but the
-    # count of members in its header.
+    # Re-tuning and 30-epoch rows leave the first round's tables as they were; the re-tuning
+    # gets its own section.
     more = COMMITTED + _all_retuned({}) + [dict(r, stage="long") for r in COMMITTED[:5]]
-    head = f"({len(COMMITTED)} trained members"
-    want = render(COMMITTED).replace(head, f"({len(more)} trained members")
-    assert render(more) == want
+    for section in (tune_section, ablation_section):
+        assert section(more) == section(COMMITTED)
+    retuned = "\n".join(retune_section(more))
+    assert all(f"| {label} | " in retuned for label in LABELS)
+    assert "Pending" not in retuned and "Pending: no re-tuning" in "\n".join(retune_section([]))
 
 
 def test_plan_of_a_derived_stage_before_its_retuning_says_what_to_run(tmp_path, capsys):

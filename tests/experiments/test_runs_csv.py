@@ -87,7 +87,7 @@ def test_a_failed_render_or_write_leaves_the_report(tmp_path, monkeypatch, capsy
     assert reproduce.main(args) == 2
     assert "No space left" in capsys.readouterr().err
     assert doc.read_text() == OLD_REPORT and [p.name for p in tmp_path.iterdir()] == [doc.name]
-    monkeypatch.setattr(reproduce, "render", lambda rows, source: 1 / 0)
+    monkeypatch.setattr(reproduce, "render", lambda rows, **kw: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         reproduce.write_report(str(COMMITTED), str(doc))
     assert doc.read_text() == OLD_REPORT

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from cpaf_jax.experiments.stats import holm, paired_difference, summarize, t_quantile_975
+from cpaf_jax.experiments.stats import (
+    equivalence_test,
+    holm,
+    paired_difference,
+    summarize,
+    t_quantile_975,
+)
 
 
 @pytest.mark.parametrize("n", range(2, 201))
@@ -146,3 +152,44 @@ def test_holm_is_at_least_raw_and_monotone_in_rank():
     assert np.all(adj >= p) and np.all(adj <= 1.0)
     order = np.argsort(p)
     assert np.all(np.diff(adj[order]) >= 0)
+
+
+@pytest.mark.parametrize(
+    ("n", "shift", "spread", "margin"),
+    [(20, 0.0, 0.004, 0.005), (20, 0.003, 0.004, 0.005), (10, -0.001, 0.01, 0.005),
+     (5, 0.0, 0.001, 0.005), (30, 0.008, 0.002, 0.005), (3, 0.0, 0.02, 0.01)],
+)  # fmt: skip
+def test_equivalence_test_equals_scipy_two_one_sided_tests(n, shift, spread, margin):
+    rng = np.random.default_rng(n)
+    b = rng.uniform(0.85, 0.9, n)
+    a = b + shift + rng.normal(0, spread, n)
+    got = equivalence_test(dict(enumerate(a)), dict(enumerate(b)), margin)
+    lower = st.ttest_1samp(a - b, -margin, alternative="greater").pvalue
+    upper = st.ttest_1samp(a - b, margin, alternative="less").pvalue
+    # The same two tests through ttest_rel, shifting one side by the margin.
+    assert lower == pytest.approx(st.ttest_rel(a + margin, b, alternative="greater").pvalue)
+    assert got["p_lower"] == pytest.approx(lower, rel=1e-9)
+    assert got["p_upper"] == pytest.approx(upper, rel=1e-9)
+    assert got["p_value"] == pytest.approx(max(lower, upper), rel=1e-9)
+    lo, hi = st.t.interval(0.90, n - 1, loc=np.mean(a - b), scale=st.sem(a - b))
+    assert (got["ci90_low"], got["ci90_high"]) == pytest.approx((lo, hi), rel=1e-9)
+    # TOST at 5% rejects exactly when the 90% interval lies inside the margin.
+    assert (got["p_value"] < 0.05) == (-margin < lo and hi < margin)
+    assert got["seeds"] == n
+
+
+def test_equivalence_test_worked_cases():
+    same = {s: 0.88 for s in range(5)}
+    # Constant differences: equivalent when inside the margin, not when outside.
+    inside = equivalence_test({s: 0.882 for s in range(5)}, same, 0.005)
+    assert inside["p_value"] == 0.0
+    outside = equivalence_test({s: 0.89 for s in range(5)}, same, 0.005)
+    assert outside["p_upper"] == 1.0 and outside["p_lower"] == 0.0 and outside["p_value"] == 1.0
+    # A wide spread is not shown equivalent even with a mean of zero.
+    wide = equivalence_test({0: 0.9, 1: 0.86, 2: 0.9, 3: 0.86}, same, 0.005)
+    assert wide["mean"] == pytest.approx(0.0, abs=1e-12) and wide["p_value"] > 0.05
+    # Unpaired and non-finite seeds are left out; one pair gives no test.
+    one = equivalence_test({0: 0.9, 1: float("nan")}, {0: 0.9, 1: 0.9, 2: 0.8}, 0.005)
+    assert one["seeds"] == 1 and math.isnan(one["p_value"])
+    with pytest.raises(ValueError, match="margin must be > 0"):
+        equivalence_test(same, same, 0.0)
