@@ -2,9 +2,9 @@
 
 For a layer whose inputs on the calibration batch are ``x`` ``[N, *F]`` (channels last), the
 new family's parameters are fitted by weighted least squares (``fit_samples``) on a grid of
-``num_points`` points spanning the inputs (their 0.1% to 99.9% quantiles), each point weighted
-by the share of inputs nearest to it: a good fit where the layer's inputs are, none wasted
-where they never go.
+``num_points`` points spanning the inputs, each point weighted by the share of inputs nearest
+to it (plus a small floor, so the rare extremes count too): a good fit where the layer's inputs
+are, little effort where they rarely go.
 
 Grouping: where the new layer's parameters have a channel axis (sharing ``"channel"``,
 ``"element"``, or axes including the last), each channel is fitted to its own inputs; a
@@ -39,15 +39,17 @@ class FitSettings:
 
 
 def _grid(samples: np.ndarray, num_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(points [num_points], weights [num_points])``: an even grid over the samples' bulk
-    and the share of samples nearest each point (the outermost points take the tails)."""
-    lo, hi = np.quantile(samples, [0.001, 0.999])
+    """``(points [num_points], weights [num_points])``: an even grid from the smallest to the
+    largest sample, each point weighted by the share of samples nearest to it, plus a floor
+    (1% of the weight spread evenly) so that the rare extremes are fitted too."""
+    lo, hi = float(np.min(samples)), float(np.max(samples))
     if hi - lo < 1e-3:  # a (nearly) constant input, e.g. a dead channel: a unit-wide window
         lo, hi = lo - 0.5, hi + 0.5
     xs = np.linspace(lo, hi, num_points)
     edges = np.concatenate([[-np.inf], (xs[1:] + xs[:-1]) / 2, [np.inf]])
     counts = np.histogram(samples, bins=edges)[0].astype(np.float64)
-    return xs.astype(np.float32), counts / counts.sum()
+    weights = 0.99 * counts / counts.sum() + 0.01 / num_points
+    return xs.astype(np.float32), weights
 
 
 def _per_channel(fam: ActivationFamily, features, sharing, options) -> bool:

@@ -71,6 +71,8 @@ class Site:
 
     def replace(self, new: Any) -> None:
         """Puts ``new`` where the activation was (in place)."""
+        if isinstance(new, nnx.Module):
+            new = nnx.data(new)  # where a function was, an attribute of static status
         if isinstance(self.parent, nnx.List):
             self.parent[int(self.name)] = new
         else:
