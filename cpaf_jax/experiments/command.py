@@ -49,6 +49,10 @@ def _dispatch(argv: list[str]) -> int:
         from cpaf_jax.experiments.finetune import main as finetune_main
 
         return finetune_main(argv[1:])
+    if argv and argv[0] == "swap-study":
+        from cpaf_jax.experiments.swap_study import main as study_main
+
+        return study_main(argv[1:])
     if argv and argv[0] == "inspect":
         from cpaf_jax.experiments.inspect_cmd import main as inspect_main
 
