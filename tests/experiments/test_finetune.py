@@ -91,3 +91,24 @@ def test_a_seed_the_run_lacks_is_named(relu_run, tmp_path, capsys):
     argv = ["finetune", "--from", str(relu_run), "--to", "pau", "--seed", "7"]
     assert main(argv + ["--out", str(tmp_path / "x")] + TINY) == 2
     assert "has no member of seed 7; its seeds are [0, 1]" in capsys.readouterr().err
+
+
+def test_the_guides_finetune_commands_parse(tmp_path, monkeypatch):
+    import re
+    import shlex
+    from pathlib import Path
+
+    from cpaf_jax.experiments.finetune import options_from
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "swap.md").read_text()
+    lines = [ln for ln in re.findall(r"^cpaf-train finetune .*$", page, flags=re.M)]
+    assert len(lines) == 2
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "relu" / "relu").mkdir(parents=True)
+    parsed = [options_from(shlex.split(ln)[2:]) for ln in lines]
+    assert (parsed[0].family, parsed[0].train, parsed[0].family_options) == (
+        "cpaf_sigmoid",
+        "activations",
+        {"k": 4},
+    )
+    assert parsed[1].seeds == (0, 1) and parsed[1].learning_rates == (1e-3, 3e-4)
