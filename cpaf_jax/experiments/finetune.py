@@ -226,6 +226,11 @@ def finetune(opts: FinetuneOptions) -> dict:
         mesh=sweep_mesh(),
         describe=describe,
     )
+    return _write_result(opts, members, swaps, res)
+
+
+def _write_result(opts: FinetuneOptions, members, swaps: dict, res) -> dict:
+    """``OUT/finetune.json`` from the swap records and the engine's result; returns it."""
     runs = []
     for i, m in enumerate(members):
         view = res.run(i)
@@ -297,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the activation parameters only (default) or every parameter",
     )
     p.add_argument("--epochs", type=cli.positive_int, default=1, help="epochs >= 1 (default 1)")
+    _add_swap_options(p, cli)
+    _add_sweep_options(p, cli)
+    return p
+
+
+def _add_swap_options(p: argparse.ArgumentParser, cli) -> None:
     p.add_argument("--k", type=cli.positive_int, help="number of CPAF terms (CPAF families)")
     p.add_argument(
         "--sharing", type=cli.parse_sharing, help="the new layers' sharing (default: the family's)"
@@ -313,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="fit on the first N training images (default 512)",
     )
+
+
+def _add_sweep_options(p: argparse.ArgumentParser, cli) -> None:
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=cli.non_negative_int, help="the source member's seed")
     seeds.add_argument(
@@ -341,7 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep-strategy", default="auto", choices=("auto", "measure", "vmap", "chunked", "loop")
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
 
 
 def _family_name(text: str) -> str:
