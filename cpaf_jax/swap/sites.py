@@ -98,7 +98,12 @@ def find_sites(model: nnx.Module) -> list[Site]:
                 sites.append(Site(where, node, name, value, value.family))
             elif (fn := stateless_name(value)) is not None:
                 sites.append(Site(where, node, name, value, fn))
-    return sorted(sites, key=lambda s: s.path)
+    return sorted(sites, key=lambda s: _path_key(s.path))
+
+
+def _path_key(path: str) -> tuple:
+    # List indices in numeric order: "acts.2" before "acts.10".
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.split("."))
 
 
 class _Recorder:

@@ -162,3 +162,19 @@ def test_a_cpaf_record_of_any_base_and_the_report_table(mlp):
     assert res.model.act.family == "cpaf_tanh" and res.model.act.a.shape == (16, 2)
     table = res.table()
     assert table.count("\n") == 2 + len(res.layers) - 1 and "| act | relu | cpaf_tanh |" in table
+
+
+class Deep(nnx.Module):
+    def __init__(self):
+        self.acts = nnx.List([cpaf_jax.Tanh() for _ in range(11)])
+
+    def __call__(self, x):
+        for act in self.acts:
+            x = act(x)
+        return x
+
+
+def test_layers_come_in_the_models_order():
+    res = cpaf_jax.swap_activations(Deep(), "relu", jnp.ones((2, 3)))
+    assert [f.path for f in res.layers] == [f"acts.{i}" for i in range(11)]
+    assert all(isinstance(a, cpaf_jax.ReLU) for a in res.model.acts)
