@@ -36,4 +36,17 @@ def test_the_page_is_rendered_from_the_rows(tmp_path):
     assert cells[4].startswith("88.00 [")
     assert cells[5].startswith("+2.00 [")  # (1, 2, 3) / 3
     assert re.search(r"p=0\.\d+", cells[5])
+    assert cells[6] == "-1.00"  # the worst seed at the swap
     assert "commit abc" in page and "`runs.csv`" in page
+
+
+def test_the_committed_page_is_its_csv_rendered():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    rows = swap_study.read_csv(str(docs / "swap" / "runs.csv"))
+    assert len({r["seed"] for r in rows}) == 10
+    assert {r["family"] for r in rows} == {"relu", *swap_study.FAMILIES}
+    expected = swap_study.render(rows, "docs/swap/runs.csv")
+    assert (docs / "swap_study.md").read_text() == expected
+    assert "\nswap_study\n" in (docs / "index.md").read_text()  # in the toctree
