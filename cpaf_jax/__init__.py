@@ -7,6 +7,7 @@ One way per task (``docs/api_table.md``):
     act = cpaf_jax.linen.activation("cpaf_relu")                    # a Linen layer
     res = cpaf_jax.fit_curve("tanh", cpaf_jax.family("cpaf_sigmoid"), k=4)  # a fitted init
     out = cpaf_jax.train([cpaf_jax.Member(seed=0)], model_fn, data, cpaf_jax.TrainConfig())
+    res = cpaf_jax.swap_activations(model, "pau", images)          # a trained net's swap
 
 CPAF followed by 2x2 max-pooling as one custom VJP (how the paper's conv blocks end)::
 
@@ -61,6 +62,9 @@ from cpaf_jax.ops.functional import parametric as parametric
 from cpaf_jax.ops.fused_pool import cpaf_max_pool_2x2 as cpaf_max_pool_2x2
 from cpaf_jax.ops.sharing import SHARINGS as SHARINGS
 from cpaf_jax.ops.sharing import param_shape as param_shape
+from cpaf_jax.swap.swap import LayerFit as LayerFit
+from cpaf_jax.swap.swap import SwapResult as SwapResult
+from cpaf_jax.swap.swap import swap_activations as swap_activations
 from cpaf_jax.training import Member as Member
 from cpaf_jax.training import TrainConfig as TrainConfig
 from cpaf_jax.training import train as train
@@ -109,6 +113,9 @@ __all__ = [
     "param_shape",
     "CurveFit",
     "fit_curve",
+    "LayerFit",
+    "SwapResult",
+    "swap_activations",
     "train",
     "Member",
     "TrainConfig",

@@ -105,6 +105,8 @@ def _write_cli_reference() -> None:
         ("cpaf-train", ["--help"]),
         ("cpaf-train reproduce", ["reproduce", "--help"]),
         ("cpaf-train inspect", ["inspect", "--help"]),
+        ("cpaf-train finetune", ["finetune", "--help"]),
+        ("cpaf-train swap-study", ["swap-study", "--help"]),
         ("cpaf-train build-kernel", ["build-kernel", "--help"]),
     ):
         text = subprocess.run(

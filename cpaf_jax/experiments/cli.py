@@ -23,6 +23,8 @@ _EPILOG = """experiments:
                     (--stage tune|final|ablation|features), then REPRODUCTION.md from
                     runs.csv (cpaf-train reproduce -h)
   inspect RUN_DIR   summarise a trained model's activations (cpaf-train inspect -h)
+  finetune          swap a trained run's activations for another family, then train on
+                    (cpaf-train finetune --from RUN_DIR --to FAMILY; -h for more)
   build-kernel      build the one-pass CPU kernel before training (cpaf-train build-kernel -h)
 
 examples:

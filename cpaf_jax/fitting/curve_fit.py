@@ -200,34 +200,73 @@ def fit_curve(
       ValueError: unknown target, a parameter-free family, bad interval, options or grid size.
       TypeError: an option the family does not take.
     """
-    shape_opts, call_opts, inits = family.split(options) if family.params else ({}, {}, {})
-    if inits:
-        raise TypeError(f"fit_curve: initial values {sorted(inits)} are not fit options")
+    shape_opts = family.split(options)[0] if family.params else {}
     sizes = tuple(tuple(s) for s in family.coeff_shapes(**shape_opts)) if family.params else ()
     n = sum(int(np.prod(s)) for s in sizes)
     lo, hi = _check(family, interval, num_points, steps, restarts, n)
     xs = np.linspace(lo, hi, num_points, dtype=np.float32)
     ys = _target_values(target, xs)
+    return fit_samples(family, xs, ys, steps=steps, restarts=restarts, seed=seed, **options)
+
+
+def fit_samples(
+    family,
+    xs,
+    ys,
+    weights=None,
+    *,
+    steps: int = 150,
+    restarts: int = 12,
+    seed: int = 0,
+    **options,
+) -> CurveFit:
+    """Least-squares fit of an activation family to sample values ``ys`` at points ``xs``.
+
+    ``fit_curve`` is this on an even grid of an interval. With ``weights`` it is a weighted
+    fit (``cpaf_jax.swap_activations`` weights the points by how often a layer's inputs fall
+    near them) and the best start is the one with the smallest weighted squared error.
+
+    Args:
+      family: a parametric ``cpaf_jax.ActivationFamily``.
+      xs, ys: ``[num_points]`` sample points and target values (float32).
+      weights: optional ``[num_points]`` weights >= 0, not all zero.
+      steps, restarts, seed, **options: as ``fit_curve``.
+
+    Returns:
+      ``CurveFit``; its ``interval`` is ``(min(xs), max(xs))``, ``max_error`` the largest
+      ``|fitted - target|`` at points of nonzero weight, ``rms_error`` the (weighted) root mean
+      square error.
+    """
+    shape_opts, call_opts, inits = family.split(options) if family.params else ({}, {}, {})
+    if inits:
+        raise TypeError(f"fit_curve: initial values {sorted(inits)} are not fit options")
+    sizes = tuple(tuple(s) for s in family.coeff_shapes(**shape_opts)) if family.params else ()
+    xs = np.asarray(xs, np.float32).ravel()
+    ys = np.asarray(ys, np.float32).ravel()
+    lo, hi = float(np.min(xs)), float(np.max(xs))
+    _check(family, (lo, hi), xs.size, steps, restarts, sum(int(np.prod(s)) for s in sizes))
+    if ys.shape != xs.shape or not np.all(np.isfinite(ys)):
+        raise ValueError("fit_samples: ys must be finite and shaped like xs")
     starts = _starts(family, shape_opts, sizes, (lo, hi), restarts, seed)
     # Only call options given away from their defaults: ``fit_apply`` may bind its own (CPAF's
     # forward-mode implementation).
     defaults = dict(family.call_options)
     given = tuple(sorted((n, v) for n, v in call_opts.items() if v != defaults[n]))
     model = _model(family.fit_apply or family.apply, given)
-    thetas, max_errs, sq = least_squares(model, sizes, xs, ys, starts, steps)
-    best = int(np.nanargmin(np.where(np.isfinite(max_errs), max_errs, np.inf)))
+    thetas, max_errs, sq = least_squares(model, sizes, xs, ys, starts, steps, weights)
+    score = max_errs if weights is None else sq
+    best = int(np.nanargmin(np.where(np.isfinite(score), score, np.inf)))
     theta = np.asarray(thetas[best], np.float32)
     params = {
         name: np.asarray(v) for name, v in zip(family.params, unflatten(theta, sizes), strict=True)
     }
-    return CurveFit(
-        family=family,
-        params=params,
-        max_error=float(max_errs[best]),
-        rms_error=float(np.sqrt(sq[best] / num_points)),
-        interval=(lo, hi),
-        options=shape_opts,
-    )
+    fit = CurveFit(family, params, float(max_errs[best]), 0.0, (lo, hi), shape_opts)
+    if weights is None:
+        return dataclasses.replace(fit, rms_error=float(np.sqrt(sq[best] / xs.size)))
+    w = np.asarray(weights, np.float64)
+    err = np.abs(np.asarray(fit(xs), np.float64) - ys)[w > 0]
+    rms = float(np.sqrt(sq[best] / max(float(np.sum(w)), 1e-30)))
+    return dataclasses.replace(fit, max_error=float(np.max(err, initial=0.0)), rms_error=rms)
 
 
-__all__ = ["CurveFit", "TARGETS", "fit_curve", "located_terms_start"]
+__all__ = ["CurveFit", "TARGETS", "fit_curve", "fit_samples", "located_terms_start"]

@@ -106,10 +106,17 @@ def _cpu_device():
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(model: Callable, sizes, steps: int, restarts: int, num_points: int):
-    """``solve(xs, ys, starts) -> (thetas, max_errs, sq_errs)``, compiled for one shape."""
+def _compiled(
+    model: Callable, sizes, steps: int, restarts: int, num_points: int, weighted: bool = False
+):
+    """``solve(xs, ys, starts) -> (thetas, max_errs, sq_errs)``, compiled for one shape.
+
+    ``weighted``: ``ys`` is ``[2, num_points]``, the targets and the square roots of the
+    sample weights; residuals are scaled by the latter (weighted least squares)."""
 
     def residual(theta, xs, ys):
+        if weighted:
+            return (model(xs, *unflatten(theta, sizes)) - ys[0]) * ys[1]
         return model(xs, *unflatten(theta, sizes)) - ys
 
     lm = _levenberg_marquardt(residual, steps)
@@ -121,7 +128,9 @@ def _compiled(model: Callable, sizes, steps: int, restarts: int, num_points: int
     on_cpu = jax.sharding.SingleDeviceSharding(_cpu_device())
     args = (
         jax.ShapeDtypeStruct((num_points,), jnp.float32, sharding=on_cpu),
-        jax.ShapeDtypeStruct((num_points,), jnp.float32, sharding=on_cpu),
+        jax.ShapeDtypeStruct(
+            (2, num_points) if weighted else (num_points,), jnp.float32, sharding=on_cpu
+        ),
         jax.ShapeDtypeStruct((restarts, n), jnp.float32, sharding=on_cpu),
     )
     lowered = jax.jit(solve).lower(*args)
@@ -138,6 +147,7 @@ def least_squares(
     ys: np.ndarray,
     starts: np.ndarray,
     steps: int,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Levenberg-Marquardt from every start; returns each start's result.
 
@@ -148,12 +158,23 @@ def least_squares(
       xs, ys: ``[num_points]`` float32 grid and targets.
       starts: ``[restarts, n]`` flat starting points, ``n = sum(prod(size))``.
       steps: iterations per start.
+      weights: optional ``[num_points]`` sample weights >= 0: minimises
+        ``sum(weights * residual**2)`` (weighted least squares); ``None``: all ones.
 
     Returns:
-      ``thetas [restarts, n]``, ``max_errs [restarts]`` (largest ``|residual|``) and
-      ``sq_errs [restarts]`` (sum of squared residuals), NumPy arrays.
+      ``thetas [restarts, n]``, ``max_errs [restarts]`` (largest ``|residual|``, weighted by
+      ``sqrt(weights)`` when given) and ``sq_errs [restarts]`` (sum of (weighted) squared
+      residuals), NumPy arrays.
     """
-    solve = _compiled(model, tuple(sizes), int(steps), int(starts.shape[0]), int(xs.shape[0]))
+    weighted = weights is not None
+    if weighted:
+        w = np.asarray(weights, np.float64)
+        if w.shape != np.shape(xs) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("least_squares: weights must be finite, >= 0 and shaped like xs")
+        ys = np.stack([np.asarray(ys, np.float32), np.sqrt(w).astype(np.float32)])
+    solve = _compiled(
+        model, tuple(sizes), int(steps), int(starts.shape[0]), int(np.shape(xs)[0]), weighted
+    )
     cpu = _cpu_device()
     args = (np.asarray(v, np.float32) for v in (xs, ys, starts))
     thetas, max_errs, sq = solve(*(jax.device_put(v, cpu) for v in args))

@@ -168,3 +168,18 @@ def test_the_old_fitting_names_warn_and_give_fit_curves_values(tanh_fit, old):
     res = fn("tanh", k=4, base="sigmoid")
     a = res.params["a"] if old == "fit_activation" else res[0]
     np.testing.assert_array_equal(a, tanh_fit.params["a"])
+
+
+def test_fit_samples_weights_points_and_ignores_those_of_weight_zero():
+    from cpaf_jax.fitting.curve_fit import fit_samples
+
+    xs = np.linspace(-2.0, 2.0, 101, dtype=np.float32)
+    ys = np.where(xs > 0, xs, 5.0).astype(np.float32)  # nonsense left of 0, given no weight
+    w = (xs > 0).astype(np.float64)
+    res = fit_samples(family("prelu"), xs, ys, w, steps=60, restarts=2)
+    assert res.max_error < 1e-3 and res.rms_error < 1e-3  # over the weighted points only
+    assert res.interval == (-2.0, 2.0)
+    unweighted = fit_samples(family("prelu"), xs, ys, steps=60, restarts=2)
+    assert unweighted.rms_error > 0.5  # the same points unweighted cannot be fitted
+    with pytest.raises(ValueError, match="weights"):
+        fit_samples(family("prelu"), xs, ys, -w)
