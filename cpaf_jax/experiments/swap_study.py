@@ -48,8 +48,19 @@ def _rows(result: dict, family: str, options: str, commit: str, pre: int, more: 
     return rows
 
 
-def run_study(out: str, seeds: int, pretrain_epochs: int, epochs: int, subset) -> list[dict]:
-    """Trains, swaps and fine-tunes (see the module docstring); returns the CSV rows."""
+def _continue(folder: str, resume: bool) -> bool:
+    """Whether a run goes on from its checkpoints in ``folder`` (asked for, and there are some)."""
+    return resume and os.path.isdir(os.path.join(folder, "checkpoints"))
+
+
+def run_study(
+    out: str, seeds: int, pretrain_epochs: int, epochs: int, subset, resume: bool = False
+) -> list[dict]:
+    """Trains, swaps and fine-tunes (see the module docstring); returns the CSV rows.
+
+    With ``resume``, each run with checkpoints under ``out`` continues from its last one (a
+    finished run is only evaluated), so an interrupted study loses at most an epoch per run.
+    """
     from cpaf_jax.experiments.cli import main as train_main
     from cpaf_jax.experiments.finetune import FinetuneOptions, finetune
     from cpaf_jax.provenance import provenance
@@ -58,10 +69,11 @@ def run_study(out: str, seeds: int, pretrain_epochs: int, epochs: int, subset) -
     cut = ["--train-subset", str(subset)] if subset else []
     argv = ["fashion_mnist", "--activations", "relu", "--seeds", str(seeds), "--lr", "1e-3"]
     argv += ["--epochs", str(pretrain_epochs), "--eval-every", "0", "--no-plots", "--no-progress"]
-    status = train_main([*argv, *cut, "--out", os.path.join(out, "pretrain"), "--overwrite"])
+    source = os.path.join(out, "pretrain", "relu")
+    again = "--resume" if _continue(source, resume) else "--overwrite"
+    status = train_main([*argv, *cut, "--out", os.path.join(out, "pretrain"), again])
     if status:
         raise RuntimeError(f"pretraining failed with status {status}")
-    source = os.path.join(out, "pretrain", "relu")
     rows = []
     for fam, options in [("relu", {}), *FAMILIES.items()]:
         opts = FinetuneOptions(
@@ -69,6 +81,7 @@ def run_study(out: str, seeds: int, pretrain_epochs: int, epochs: int, subset) -
             train="all" if fam == "relu" else "activations",
             family_options={k: v for k, v in options.items() if k != "sharing"},
             sharing=options.get("sharing"), train_subset=subset, progress=False,
+            resume=_continue(os.path.join(out, fam, fam), resume),
         )  # fmt: skip
         text = ",".join(f"{k}={v}" for k, v in options.items())
         rows += _rows(finetune(opts), fam, text, commit, pretrain_epochs, epochs)
@@ -162,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default="docs/swap/runs.csv", help="the per-seed CSV")
     p.add_argument("--page", default="docs/swap_study.md", help="the generated page")
     p.add_argument("--render-only", action="store_true", help="regenerate the page from --csv")
+    p.add_argument("--resume", action="store_true", help="continue the runs under --out")
     return p
 
 
@@ -172,7 +186,9 @@ def main(argv: list[str]) -> int:
         print("error: --seeds, --pretrain-epochs and --epochs must be >= 1", file=sys.stderr)
         return 2
     if not args.render_only:
-        rows = run_study(args.out, args.seeds, args.pretrain_epochs, args.epochs, args.train_subset)
+        rows = run_study(
+            args.out, args.seeds, args.pretrain_epochs, args.epochs, args.train_subset, args.resume
+        )
         write_csv(args.csv, rows)
     rows = read_csv(args.csv)
     atomic.write_text(args.page, render(rows, args.csv))
