@@ -8,9 +8,13 @@ settings side by side: its ``XLA defaults`` rows are the same steps compiled wit
 options. (History: the first measurement, and a conditional update that cost time only with
 YNN on, are in commit b18187f.)
 
-Every program this package compiles goes through ``jit`` here, so ``fit``, sweeps,
-benchmarks and evaluation all run with the same options. For your own ``jax.jit`` calls, pass
-``compiler_options=compiler_options()``.
+Every program this package compiles goes through ``jit`` here (exported as ``cpaf_jax.jit``),
+so ``fit``, sweeps, benchmarks and evaluation all run with the same options. For your own
+steps, write ``cpaf_jax.jit`` where you would write ``jax.jit``, or pass
+``compiler_options=compiler_options()`` to ``jax.jit``. It changes no result, only speed:
+section 2b of ``BENCHMARKS.md`` gives a plain-JAX network's ReLU and CPAF steps under both, and
+section 1b the CPAF layer alone. CPAF's cost relative to ReLU is kept low under plain
+``jax.jit`` as well (``cpaf_jax.ops.reductions.materialize``).
 
 The options are applied only where they are understood: on the CPU backend, when this jaxlib
 accepts them (checked once by compiling a trivial program), and when ``XLA_FLAGS`` does not
@@ -65,7 +69,9 @@ def compiler_options(platform: str | None = None) -> dict[str, str] | None:
 
 
 def jit(fun: Callable, *, platform: str | None = None, **jit_kwargs) -> Callable:
-    """``jax.jit(fun, **jit_kwargs)`` compiled with ``compiler_options(platform)``.
+    """``jax.jit(fun, **jit_kwargs)`` compiled with ``compiler_options(platform)``
+    (``cpaf_jax.jit``): on XLA:CPU, YNN fusions off, so that convolutions, dots and reductions
+    run as XLA's own multi-threaded code; elsewhere exactly ``jax.jit``.
 
     Args:
       fun: the function to compile.

@@ -77,9 +77,9 @@ def materialize(x: Array) -> Array:
     into the loops that read it, so this exact reduction (``x * 1`` over a stacked axis) makes
     XLA write ``x`` once, fused with whatever produces it. It is a product, not a sum: with
     XLA:CPU's default (YNN) fusions an add, max or min reduction over a large input goes to
-    YNNPACK, which wrote the stacked pair out and read it back on one thread (the plain-JAX
-    4.2 step under ``jax.jit`` took twice ReLU's time); a product reduction stays XLA's own
-    loop under every setting.
+    YNNPACK, which wrote the stacked pair out and summed it again on one thread (most of
+    CPAF's cost over ReLU in a plain-JAX step under ``jax.jit``); a product reduction stays
+    XLA's own loop, fused with its producer, under every setting.
 
     Args:
       x: any shape and dtype.
