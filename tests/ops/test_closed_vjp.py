@@ -10,7 +10,7 @@ import pytest
 
 from cpaf_jax.activations.elu import learned_elu
 from cpaf_jax.activations.prelu import prelu
-from cpaf_jax.ops.reductions import materialize
+from cpaf_jax.ops.reductions import materialize, reduced_axes, unbroadcast_many
 
 X_SHAPE = (16, 6, 5, 4)
 # Per element, per channel, shared, and shared along an inner axis only (no row plan).
@@ -79,3 +79,16 @@ def test_materialize_is_exact_and_stays_an_xla_loop():
     # product, which stays XLA's own loop.
     hlo = jax.jit(materialize).lower(x).compile().as_text()
     assert "ynn_fusion" not in hlo
+
+
+@pytest.mark.parametrize(
+    "x_shape,shape",
+    [((64, 6, 5), (6, 5)), ((37, 6, 5), (6, 5)), ((16, 9, 9, 4), (4,)), ((24, 3), ())],
+)
+def test_a_lone_sum_is_exact_in_every_layout(x_shape, shape):
+    # One gradient alone: split in halves of rows over wide rows, regrouped over narrow ones.
+    x = jax.random.normal(jax.random.key(1), x_shape, jnp.float32)
+    (got,) = jax.jit(lambda x: unbroadcast_many([x], shape))(x)
+    want = np.sum(np.asarray(x, np.float64), axis=reduced_axes(x_shape, shape)).reshape(shape)
+    assert got.shape == shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
