@@ -8,6 +8,11 @@ the backward evaluates the closed forms once and sums the parameter's products a
 ``reductions.unbroadcast_many`` lays them out, the same sums CPAF's XLA backward uses, so that
 cost comparisons between the families are like with like.
 
+How that sum is best written depends on how the program is compiled, which the backward reads
+at trace time (``cpaf_jax.compile_options.ynn_fusions``): with parameters narrower than a row
+(per channel, shared; ``row_plan`` regroups rows) and XLA:CPU's YNN fusions on, one plain
+reduction; otherwise the staged sums (``plain_lone_sum``).
+
 The backward is plain JAX, so it runs on every backend and can be differentiated again
 (second derivatives); a custom VJP has no forward mode, which is why the families keep their
 autodiff form for the curve fitter (``ActivationFamily.fit_apply``).
@@ -20,6 +25,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from cpaf_jax import compile_options
 from cpaf_jax.ops import reductions as R
 from cpaf_jax.ops.vma import match_vma
 
@@ -34,6 +40,15 @@ def compute_dtype(x: Array, p: Array) -> jnp.dtype:
     float32 (sums over a batch in bfloat16 lose most of their digits)."""
     dt = jnp.result_type(x.dtype, p.dtype)
     return jnp.float32 if jnp.finfo(dt).bits < 32 else dt
+
+
+def plain_lone_sum(x_shape: tuple[int, ...], p_shape: tuple[int, ...], ynn: bool) -> bool:
+    """Whether one parameter's gradient is summed by one plain reduction rather than the staged
+    sums of ``reductions.unbroadcast_many``: over regrouped rows (``row_plan``'s ``f > 1``: per
+    channel or shared) with YNN fusions on (``ynn``), where YNNPACK's reduction was measured
+    faster than the stages; the stages were faster everywhere else."""
+    plan = R.row_plan(tuple(x_shape), tuple(p_shape))
+    return ynn and plan is not None and plan.f > 1
 
 
 def with_closed_vjp(forward: Callable[[Array, Array], Array], partials: Partials) -> Callable:
@@ -55,7 +70,11 @@ def with_closed_vjp(forward: Callable[[Array, Array], Array], partials: Partials
         x, p = res
         dt = compute_dtype(x, p)
         dx, dp = partials(x.astype(dt), p.astype(dt), g.astype(dt))
-        (sp,) = R.unbroadcast_many([dp], tuple(p.shape))
+        p_shape = tuple(p.shape)
+        if plain_lone_sum(tuple(x.shape), p_shape, compile_options.ynn_fusions()):
+            sp = jnp.sum(dp, axis=R.reduced_axes(tuple(x.shape), p_shape)).reshape(p_shape)
+        else:
+            (sp,) = R.unbroadcast_many([dp], p_shape)
         return dx.astype(x.dtype), sp.astype(p.dtype)
 
     fn = jax.custom_vjp(forward)

@@ -92,3 +92,31 @@ def test_a_lone_sum_is_exact_in_every_layout(x_shape, shape):
     want = np.sum(np.asarray(x, np.float64), axis=reduced_axes(x_shape, shape)).reshape(shape)
     assert got.shape == shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_plain_lone_sum_table():
+    from cpaf_jax.ops.closed_vjp import plain_lone_sum
+
+    x = (128, 26, 26, 16)
+    # (parameter shape, YNN fusions on) -> one plain reduction
+    table = [
+        ((16,), True, True),  # per channel: regrouped rows
+        ((), True, True),  # shared
+        ((16,), False, False),
+        ((26, 26, 16), True, False),  # per element: the staged sums under both
+        ((26, 26, 16), False, False),
+        ((26, 1, 16), True, False),  # shared along an inner axis: no row plan
+    ]
+    for p_shape, ynn, want in table:
+        assert plain_lone_sum(x, p_shape, ynn) is want, (p_shape, ynn)
+
+
+def test_closed_vjp_gradients_agree_under_both_compilations():
+    from cpaf_jax import compile_options
+
+    x, p, g = _inputs((4,), (-0.5, 1.5))
+    loss = lambda x, p: jnp.sum(prelu(x, p) * g)  # noqa: E731
+    plain = jax.jit(jax.grad(loss, (0, 1)))(x, p)
+    ours = compile_options.jit(jax.grad(loss, (0, 1)))(x, p)
+    for a, b in zip(plain, ours, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
