@@ -1,7 +1,8 @@
 """A custom VJP for an activation with one learned parameter and closed-form partials.
 
-PReLU's slope and the learned ELU's alpha have a gradient that is a per-element product (the
-cotangent times ``dz/dalpha``) summed over the batch, and over space too when the parameter
+A learned slope or scale of a one-parameter activation (its record's ``apply`` wraps its
+forward with ``with_closed_vjp``) has a gradient that is a per-element product (the
+cotangent times ``dz/dp``) summed over the batch, and over space too when the parameter
 is shared per channel. JAX's autodiff of the forward leaves that sum as one reduction over the
 batch, which XLA:CPU runs as a scalar loop per kept element (``cpaf_jax.ops.reductions``). Here
 the backward evaluates the closed forms once and sums the parameter's products as
