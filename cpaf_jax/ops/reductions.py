@@ -14,8 +14,8 @@ XLA:CPU how that sum is written decides what it costs:
   ``f`` partial sums added at the end; otherwise the kept axes stay as they are, so that an
   input's producer fused into the sums (a max-pool's backward) needs no index arithmetic.
 * a single sum's stages would be merged back into one reduction by XLA, so a lone gradient
-  (a one-parameter activation's, ``cpaf_jax.ops.closed_vjp``) over unregrouped rows is summed as two halves of its rows in
-  one variadic reduction (``_fold``'s ``split``).
+  (a one-parameter activation's, ``cpaf_jax.ops.closed_vjp``) over unregrouped rows is summed
+  as two halves of its rows in one variadic reduction (``_fold``'s ``split``).
 
 Every function here is exact (sums in another order: float rounding only) and differentiable.
 ``python -m benchmarks --only activation`` measures the layer built on them (section 1).
