@@ -11,6 +11,10 @@ interleaved with ``jax.nn.relu``'s gradient. Rows:
   to ``y`` only, so that XLA drops the parameter sums: what a one-pass kernel would approach.
 * at k = 2, ``xla_vjp`` (the same custom VJP with the pure-XLA backward), ``unrolled`` and
   ``naive`` (autodiff), as a ratio to the default in each round.
+
+Every program, ReLU's included, is compiled twice: with plain ``jax.jit`` (XLA's defaults, YNN
+fusions on XLA:CPU) and with ``cpaf_jax.jit``; each row's ratios are to programs compiled the
+same way.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from cpaf_jax.ops.sharing import param_shape
 BASES = ("relu", "sigmoid", "tanh")
 SHARINGS = ("element", "channel", "shared")
 OTHER_IMPLEMENTATIONS = ("xla_vjp", "unrolled", "naive")
+#: How each program is compiled: ``"jax.jit"`` (XLA's defaults) and ``"cpaf_jax.jit"``.
+JITS = {"jax.jit": jax.jit, "cpaf_jax.jit": compile_options.jit}
 
 
-def _grad(base: str, k: int, sharing: str, shape, impl=None, wrt=(0, 2, 3)):
+def _grad(base: str, k: int, sharing: str, shape, impl=None, wrt=(0, 2, 3), jit="cpaf_jax.jit"):
     """A zero-argument call of the compiled gradient, and its inputs."""
     a0, b0 = default_terms(resolve_base(base), k)
     p = param_shape(shape[1:], sharing) + (k,)
@@ -42,7 +48,7 @@ def _grad(base: str, k: int, sharing: str, shape, impl=None, wrt=(0, 2, 3)):
     def loss(y, g, a, b):
         return jnp.sum(cpaf(y, a, b, base, implementation=impl) * g)
 
-    return compile_options.jit(jax.grad(loss, wrt)), a, b
+    return JITS[jit](jax.grad(loss, wrt)), a, b
 
 
 def _plan(mode: str):
@@ -53,11 +59,29 @@ def _plan(mode: str):
     return (128, 26, 26, 16), tuple(range(1, 9)), BASES, SHARINGS
 
 
+def _variants(jit: str, shape, ks, bases, sharings, y, g) -> dict:
+    """``(jit, base, sharing, k, variant) -> zero-argument call`` of one compilation's rows."""
+    relu = JITS[jit](jax.grad(lambda y, g: jnp.sum(jax.nn.relu(y) * g)))
+    fns = {(jit, "relu", "", 0, "jax.nn.relu"): functools.partial(relu, y, g)}
+    for base in bases:
+        for k in ks:
+            f, a, b = _grad(base, k, "element", shape, "xla_vjp", wrt=(0,), jit=jit)
+            fns[(jit, base, "element", k, "floor")] = functools.partial(f, y, g, a, b)
+        for sharing in sharings:
+            for k in ks:
+                f, a, b = _grad(base, k, sharing, shape, jit=jit)
+                fns[(jit, base, sharing, k, "default")] = functools.partial(f, y, g, a, b)
+            for impl in OTHER_IMPLEMENTATIONS:
+                f, a, b = _grad(base, 2, sharing, shape, impl, jit=jit)
+                fns[(jit, base, sharing, 2, impl)] = functools.partial(f, y, g, a, b)
+    return fns
+
+
 def run(mode: str) -> dict:
-    """Returns ``{"shape", "rows": [{base, sharing, k, variant, ms, ratio, ratio_lo, ratio_hi,
-    to_k2, to_default}]}``: ``ratio`` to ReLU's gradient; ``to_k2`` the default's ratio to
-    its own k = 2 (default rows); ``to_default`` another implementation's ratio to the default
-    (median over rounds)."""
+    """Returns ``{"shape", "rows": [{jit, base, sharing, k, variant, ms, ratio, ratio_lo,
+    ratio_hi, to_k2, to_default}]}``: ``ratio`` to ReLU's gradient compiled the same way;
+    ``to_k2`` the default's ratio to its own k = 2 (default rows); ``to_default`` another
+    implementation's ratio to the default (median over rounds)."""
     shape, ks, bases, sharings = _plan(mode)
     # Nine rounds in full: the k = 8 / k = 2 goal is the worst of nine (base, sharing) medians,
     # so a median over few rounds lets one disturbed round decide it.
@@ -65,37 +89,34 @@ def run(mode: str) -> dict:
     ky, kg = jax.random.split(jax.random.key(0))
     y = jax.random.normal(ky, shape, jnp.float32)
     g = jax.random.normal(kg, shape, jnp.float32)
-    relu = compile_options.jit(jax.grad(lambda y, g: jnp.sum(jax.nn.relu(y) * g)))
-    fns = {("relu", "", 0, "jax.nn.relu"): functools.partial(relu, y, g)}
-    for base in bases:
-        for k in ks:
-            f, a, b = _grad(base, k, "element", shape, "xla_vjp", wrt=(0,))
-            fns[(base, "element", k, "floor")] = functools.partial(f, y, g, a, b)
-        for sharing in sharings:
-            for k in ks:
-                f, a, b = _grad(base, k, sharing, shape)
-                fns[(base, sharing, k, "default")] = functools.partial(f, y, g, a, b)
-            for impl in OTHER_IMPLEMENTATIONS:
-                f, a, b = _grad(base, 2, sharing, shape, impl)
-                fns[(base, sharing, 2, impl)] = functools.partial(f, y, g, a, b)
+    fns = {}
+    for jit in JITS:
+        fns.update(_variants(jit, shape, ks, bases, sharings, y, g))
     samples = interleaved_samples(fns, repeats=repeats, iters=iters)
-    to_relu = ratio_spread(samples, ("relu", "", 0, "jax.nn.relu"))
+    relu = {jit: ratio_spread(samples, (jit, "relu", "", 0, "jax.nn.relu")) for jit in JITS}
     rows = []
     for key, v in samples.items():
-        base, sharing, k, variant = key
+        jit, base, sharing, k, variant = key
+        to_relu = relu[jit][key]
         row = {
+            "jit": jit,
             "base": base,
             "sharing": sharing,
             "k": k,
             "variant": variant,
             "ms": min(v) * 1e3,
-            "ratio": to_relu[key]["median"],
-            "ratio_lo": to_relu[key]["lo"],
-            "ratio_hi": to_relu[key]["hi"],
+            "ratio": to_relu["median"],
+            "ratio_lo": to_relu["lo"],
+            "ratio_hi": to_relu["hi"],
         }
-        if variant == "default" and (base, sharing, 2, "default") in samples:
-            row["to_k2"] = ratio_spread(samples, (base, sharing, 2, "default"))[key]["median"]
+        if variant == "default" and (jit, base, sharing, 2, "default") in samples:
+            row["to_k2"] = _ratio(samples, key, (jit, base, sharing, 2, "default"))
         if variant in OTHER_IMPLEMENTATIONS:
-            row["to_default"] = ratio_spread(samples, (base, sharing, k, "default"))[key]["median"]
+            row["to_default"] = _ratio(samples, key, (jit, base, sharing, k, "default"))
         rows.append(row)
     return {"shape": list(shape), "rows": rows}
+
+
+def _ratio(samples: dict, key, reference) -> float:
+    """The median over rounds of ``key``'s time over ``reference``'s."""
+    return ratio_spread({0: samples[key], 1: samples[reference]}, 1)[0]["median"]

@@ -9,9 +9,12 @@ Two networks, each trained by one jitted, donated Adam step on random data (batc
   Conv(64) - act - avg_pool - Dense(256) - act - Dense(10)``) in ``flax.linen``, with
   ``cpaf_jax.activations.linen.CPAF`` (per element) in place of ``nn.relu``.
 
-Each activation's step is timed interleaved with the same network's ReLU step (ratio per round,
-median [range]), and its compiled memory (temp + arguments + outputs - aliased) is given as a
-ratio to ReLU's.
+Every step is compiled twice, as a user would: with plain ``jax.jit`` (XLA's default options,
+YNN fusions on XLA:CPU) and with ``cpaf_jax.jit`` (this package's options). Each activation's
+step is timed interleaved with the same network's ReLU step under the same compilation (ratio
+per round, median [range]), and its compiled memory (temp + arguments + outputs - aliased) is
+given as a ratio to that ReLU step's. The ReLU step under ``cpaf_jax.jit`` also gets its ratio
+to the ReLU step under ``jax.jit``, in the same rounds.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from cpaf_jax.activations import linen as cpaf_linen
 from cpaf_jax.activations.initializers import default_terms
 from cpaf_jax.ops.bases import resolve_base
 from cpaf_jax.ops.functional import cpaf
+
+#: How a step is compiled: ``"jax.jit"`` (XLA's defaults) and ``"cpaf_jax.jit"``.
+JITS = {"jax.jit": jax.jit, "cpaf_jax.jit": compile_options.jit}
 
 #: ``cpaf_<base>`` uses ``cpaf``'s default implementation (on CPU its backward is the one-pass
 #: kernel, which needs the cotangent written out: here the max-pool's backward), and
@@ -145,7 +151,9 @@ NETWORKS = ("4.2 network, plain JAX", "Flax MNIST CNN")
 class UserStep:
     """One network's jitted, donated Adam step on device-resident random data; callable."""
 
-    def __init__(self, network: str, activation: str, batch: int, seed: int = 0):
+    def __init__(
+        self, network: str, activation: str, batch: int, seed: int = 0, jit: str = "cpaf_jax.jit"
+    ):
         params, apply = _network(network, activation)
         tx = optax.adam(1e-3)
 
@@ -169,7 +177,7 @@ class UserStep:
             for _ in range(4)
         ]
         self.state = (params, tx.init(params))
-        self.step = compile_options.jit(step, donate_argnums=(0,))
+        self.step = JITS[jit](step, donate_argnums=(0,))
         self._i = 0
 
     def __call__(self):
@@ -185,25 +193,32 @@ class UserStep:
 
 
 def run(mode: str) -> dict:
-    """Returns ``{"rows": [{network, activation, batch, step_ms, ratio, ratio_lo, ratio_hi,
-    memory, mem_ratio}]}``; ratios are to the same network's ReLU step."""
+    """Returns ``{"rows": [{network, jit, activation, batch, step_ms, ratio, ratio_lo, ratio_hi,
+    memory, mem_ratio}]}``; ratios are to the same network's ReLU step under the same ``jit``;
+    the ``cpaf_jax.jit`` ReLU row also has ``to_jax_jit``, its ratio to the ``jax.jit`` one."""
     batch = 32 if mode == "smoke" else 128
     repeats, iters = {"smoke": (1, 2), "quick": (5, 5), "full": (15, 10)}[mode]
     rows = []
     for net in NETWORKS:
-        runners = {a: UserStep(net, a, batch) for a in ACTIVATIONS}
+        runners = {(j, a): UserStep(net, a, batch, jit=j) for j in JITS for a in ACTIVATIONS}
         samples = interleaved_samples(runners, repeats=repeats, iters=iters, warmup=2)
-        mem = {a: r.memory() for a, r in runners.items()}
-        rows += step_rows(net, batch, samples, mem)
+        mem = {key: r.memory() for key, r in runners.items()}
+        for j in JITS:
+            own = {a: samples[(j, a)] for a in ACTIVATIONS}
+            rows += step_rows(net, batch, own, {a: mem[(j, a)] for a in ACTIVATIONS}, jit=j)
+        relu = ratio_spread({j: samples[(j, "relu")] for j in JITS}, "jax.jit")["cpaf_jax.jit"]
+        for r in rows:
+            if (r["network"], r["jit"], r["activation"]) == (net, "cpaf_jax.jit", "relu"):
+                r["to_jax_jit"] = relu["median"]
     return {"rows": rows}
 
 
-def step_rows(net: str, batch: int, samples: dict, mem: dict) -> list[dict]:
+def step_rows(net: str, batch: int, samples: dict, mem: dict, jit: str = "cpaf_jax.jit") -> list:
     """One row per activation: best step time, ratio to ReLU's in the same rounds (median,
     range) and compiled memory with its ratio to ReLU's.
 
     Args:
-      net: the network's name; batch: its batch size.
+      net: the network's name; batch: its batch size; jit: how the steps were compiled.
       samples: activation -> step times (s) of interleaved rounds (must include ``"relu"``).
       mem: activation -> compiled step memory (bytes).
     """
@@ -211,6 +226,7 @@ def step_rows(net: str, batch: int, samples: dict, mem: dict) -> list[dict]:
     return [
         {
             "network": net,
+            "jit": jit,
             "activation": a,
             "batch": batch,
             "step_ms": min(samples[a]) * 1e3,

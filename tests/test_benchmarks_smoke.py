@@ -55,14 +55,24 @@ def test_benchmark_suite_smoke(tmp_path):
                 assert (base, sharing, k, "default") in variants
         for impl in ("xla_vjp", "unrolled", "naive"):
             assert (base, "element", 2, impl) in variants
+    # Every row under both compilations, ReLU's reference included.
+    by_jit = {
+        j: {(r["base"], r["sharing"], r["k"], r["variant"]) for r in layer if r["jit"] == j}
+        for j in ("jax.jit", "cpaf_jax.jit")
+    }
+    assert by_jit["jax.jit"] == by_jit["cpaf_jax.jit"] == variants
     assert all(r["ms"] > 0 for r in layer)
     assert all("to_k2" in r for r in layer if r["variant"] == "default")
     user = sections["user_network"]["rows"]
-    assert {(r["network"], r["activation"]) for r in user} == {
-        (n, a)
+    assert {(r["network"], r["jit"], r["activation"]) for r in user} == {
+        (n, j, a)
         for n in ("4.2 network, plain JAX", "Flax MNIST CNN")
+        for j in ("jax.jit", "cpaf_jax.jit")
         for a in user_network.ACTIVATIONS
     }
+    relu_rows = [r for r in user if r["activation"] == "relu" and r["jit"] == "cpaf_jax.jit"]
+    assert len(relu_rows) == 2 and all(r["to_jax_jit"] > 0 for r in relu_rows)
+    assert "4.2 network step under jax.jit, cpaf_sigmoid / relu" in md
     assert {"relu", "cpaf_relu", "cpaf_relu (xla_vjp)", "cpaf_sigmoid"} <= set(
         user_network.ACTIVATIONS
     )

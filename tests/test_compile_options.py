@@ -116,3 +116,45 @@ def test_our_programs_keep_convolutions_in_xla():
     assert compile_options.compiler_options() == compile_options.CPU_OPTIONS
     assert "%ynn_fusion" in default  # XLA's default hands these convolutions to YNNPACK...
     assert "%ynn_fusion" not in ours  # ...and ours keeps them in XLA.
+
+
+YNN = "xla_cpu_experimental_ynn_fusion_type"
+
+
+def test_ynn_fusions_on_table():
+    # (platform, XLA_FLAGS, jaxlib knows the option, types of the traced jit) -> YNN on
+    table = [
+        ("cpu", "", True, None, True),  # plain jax.jit: this jaxlib's default
+        ("cpu", "", True, "", False),  # inside cpaf_jax.jit
+        ("cpu", "", True, "LIBRARY_FUSION_TYPE_DOT", True),  # the caller's own types win
+        ("cpu", f"--{YNN}=", True, None, False),
+        ("cpu", f"--xla_foo=1 --{YNN}=LIBRARY_FUSION_TYPE_REDUCE", True, None, True),
+        ("cpu", f"--{YNN}=X --{YNN}=", True, None, False),  # the last flag counts
+        ("cpu", f"--{YNN}=", True, "X", True),  # the jit's setting before XLA_FLAGS
+        ("cpu", "", False, None, False),  # a jaxlib without YNN fusions
+        ("gpu", "", True, None, False),
+        ("tpu", "", True, "", False),
+    ]
+    for platform, flags, accepted, traced, want in table:
+        got = compile_options.ynn_fusions_on(platform, flags, accepted, traced)
+        assert got is want, (platform, flags, accepted, traced)
+
+
+def test_ynn_fusions_sees_which_jit_traces(monkeypatch):
+    monkeypatch.delenv("CPAF_JAX_XLA_DEFAULTS", raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    if not compile_options._accepted("cpu"):
+        assert compile_options.ynn_fusions("cpu") is False
+        return
+    seen = []
+
+    def f(v):
+        seen.append(compile_options.ynn_fusions())
+        return v + 1
+
+    x = jnp.ones(3)
+    compile_options.jit(f)(x)
+    jax.jit(f)(x)
+    compile_options.jit(f, compiler_options={YNN: "LIBRARY_FUSION_TYPE_DOT"})(x)
+    assert seen == [False, True, True]
+    assert compile_options.ynn_fusions() is True  # the context ends with the trace

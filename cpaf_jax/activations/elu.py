@@ -4,17 +4,24 @@ trains it (section 2: the alpha of PReLU and ELU "is learned by gradient descent
 initialised as in their papers), per element by default like PReLU in 4.2.
 
     elu(x) = x for x > 0,   alpha * (exp(x) - 1) otherwise
+
+The learned alpha's gradients come from a custom VJP of the closed forms
+(``cpaf_jax.ops.closed_vjp``), whose alpha sum over the batch is laid out as CPAF's XLA
+backward lays out its parameter sums; ``fit_apply`` keeps JAX's autodiff for the curve fitter.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cpaf_jax.activations._checks import check_broadcast, check_float
+from cpaf_jax.activations._checks import check_broadcast, check_float, check_implementation
 from cpaf_jax.activations.family import Activation, ActivationFamily, pool_first
+from cpaf_jax.ops.closed_vjp import with_closed_vjp
 from cpaf_jax.ops.max_pool import max_pool_2x2
 from cpaf_jax.ops.sharing import Sharing
 
@@ -28,13 +35,16 @@ def _fixed_elu(x: Array, *, alpha: float = ELU_ALPHA) -> Array:
     return jax.nn.elu(x, alpha)
 
 
-def learned_elu(x: Array, alpha: Array) -> Array:
+def learned_elu(x: Array, alpha: Array, *, implementation: str = "custom_vjp") -> Array:
     """ELU with a parameter ``alpha``: ``x`` where ``x > 0``, ``alpha * (exp(x) - 1)`` elsewhere.
 
     Args:
       x: shape ``[..., *F]``, floating dtype.
       alpha: shape ``[*P]`` broadcasting against the trailing axes of ``x`` (``()`` shared,
         ``(C,)`` per channel, ``F`` per element).
+      implementation: ``"custom_vjp"`` (default: the closed-form backward of
+        ``cpaf_jax.ops.closed_vjp``; no ``jax.jvp``) or ``"autodiff"`` (JAX's autodiff of the
+        same forward; supports ``jax.jvp``); both give the same values and gradients.
 
     Returns:
       ``x``'s shape and dtype. ``d/d alpha = exp(x) - 1`` where ``x <= 0``, else 0.
@@ -43,9 +53,30 @@ def learned_elu(x: Array, alpha: Array) -> Array:
     check_float("learned_elu", "x", x)
     check_float("learned_elu", "alpha", alpha)
     check_broadcast("learned_elu", x.shape, alpha.shape, alpha.shape, "alpha")
+    check_implementation("learned_elu", implementation)
+    if implementation == "autodiff":
+        return _learned_elu_forward(x, alpha)
+    return _learned_elu_closed(x, alpha)
+
+
+def _learned_elu_forward(x: Array, alpha: Array) -> Array:
     # expm1 of min(x, 0): the branch not taken stays finite, so its gradient is 0, not NaN.
     neg = jnp.expm1(jnp.minimum(x, 0))
     return jnp.where(x > 0, x, alpha.astype(x.dtype) * neg)
+
+
+def _learned_elu_partials(x: Array, alpha: Array, g: Array) -> tuple[Array, Array]:
+    """``(g dz/dx, g dz/dalpha)`` per element, as autodiff of the forward gives them:
+    ``dz/dx = alpha (expm1(x) + 1)`` for ``x < 0``, half that at ``x = 0`` (where ``minimum``'s
+    derivative splits between its arguments), 1 for ``x > 0``; ``dz/dalpha = expm1(min(x, 0))``
+    for ``x <= 0``, else 0."""
+    neg = jnp.expm1(jnp.minimum(x, 0))
+    pos = x > 0
+    slope = alpha * (neg + 1) * jnp.where(x < 0, 1.0, 0.5).astype(x.dtype)
+    return jnp.where(pos, g, g * slope), jnp.where(pos, 0, g * neg)
+
+
+_learned_elu_closed = with_closed_vjp(_learned_elu_forward, _learned_elu_partials)
 
 
 def _fixed_pool(y: Array, bias: Array | None, *, alpha: float = ELU_ALPHA) -> Array:
@@ -125,6 +156,8 @@ ELU_FAMILY = ActivationFamily(
 ELU_LEARNED_FAMILY = ActivationFamily(
     name="elu_learned",
     apply=learned_elu,
+    # The curve fitter's Jacobian is forward mode, which the custom VJP lacks.
+    fit_apply=functools.partial(learned_elu, implementation="autodiff"),
     params=("alpha",),
     coeff_shapes=lambda: ((),),
     init=lambda: (np.asarray(ELU_ALPHA),),

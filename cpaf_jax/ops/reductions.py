@@ -13,6 +13,9 @@ XLA:CPU how that sum is written decides what it costs:
   unused, so rows are first regrouped into wider ones (``[N, M] -> [N / f, f * M]``) and the
   ``f`` partial sums added at the end; otherwise the kept axes stay as they are, so that an
   input's producer fused into the sums (a max-pool's backward) needs no index arithmetic.
+* a single sum's stages would be merged back into one reduction by XLA, so a lone gradient
+  (a one-parameter activation's, ``cpaf_jax.ops.closed_vjp``) over unregrouped rows is summed
+  as two halves of its rows in one variadic reduction (``_fold``'s ``split``).
 
 Every function here is exact (sums in another order: float rounding only) and differentiable.
 ``python -m benchmarks --only activation`` measures the layer built on them (section 1).
@@ -69,20 +72,32 @@ def _sum_many_jvp(axes, primals, tangents):
     return sum_many(xs, axes), tuple(jnp.sum(t, axis=axes) for t in ts)
 
 
+@jax.custom_jvp
 def materialize(x: Array) -> Array:
     """``x``, computed once into its own buffer instead of inside each loop that reads it.
 
     XLA fuses cheap elementwise producers into every consumer but does not fuse a reduction
-    into the loops that read it, so this exact sum (``x + 0`` over a stacked axis) makes XLA
-    write ``x`` once.
+    into the loops that read it, so this exact reduction (``x * 1`` over a stacked axis) makes
+    XLA write ``x`` once, fused with whatever produces it. It is a product, not a sum: with
+    XLA:CPU's default (YNN) fusions an add, max or min reduction over a large input goes to
+    YNNPACK, which wrote the stacked pair out and summed it again on one thread (most of
+    CPAF's cost over ReLU in a plain-JAX step under ``jax.jit``); a product reduction stays
+    XLA's own loop, fused with its producer, under every setting.
 
     Args:
       x: any shape and dtype.
 
     Returns:
-      ``x``, same shape, dtype and values.
+      ``x``, same shape, dtype and values (``-0.0`` and NaNs included).
     """
-    return jnp.sum(jnp.stack([x, jnp.zeros_like(x)]), axis=0)
+    return jnp.prod(jnp.stack([x, jnp.ones_like(x)]), axis=0)
+
+
+@materialize.defjvp
+def _materialize_jvp(primals, tangents):
+    # The identity's tangent; written once as well when the tangent is a large array.
+    (x,), (t,) = primals, tangents
+    return materialize(x), t
 
 
 def reduced_axes(x_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -102,15 +117,26 @@ def _regroup(n: int, m: int) -> int:
     return f
 
 
-def _fold(group: tuple[Array, ...]) -> tuple[Array, ...]:
-    """Same-shaped ``[R, M]`` arrays summed over their rows, ``STAGE`` rows per reduction."""
+def _fold(group: tuple[Array, ...], split: bool = False) -> tuple[Array, ...]:
+    """Same-shaped ``[R, M]`` arrays summed over their rows, ``STAGE`` rows per reduction.
+
+    ``split``: a single array is summed as its two halves of rows in one variadic reduction.
+    XLA merges the stages of a single reduction back into one, which XLA:CPU runs after
+    writing out its fused product (with YNN fusions on, in YNNPACK); two halves keep the
+    stages with the product fused into the first (measured faster on rows of a layer's
+    elements; slower on regrouped rows).
+    """
     r = group[0].shape[0]
+    if split and len(group) == 1 and r % 2 == 0 and r >= 2 * STAGE:
+        half = r // 2
+        top, bottom = _fold((group[0][:half], group[0][half:]))
+        return (top + bottom,)
     if r <= STAGE:
         return sum_many(group, (0,))
     rest = r % STAGE
     if rest:
         # The rows that do not fill a stage are summed on their own and added at the end.
-        head = _fold(tuple(x[: r - rest] for x in group))
+        head = _fold(tuple(x[: r - rest] for x in group), split)
         tail = sum_many(tuple(x[r - rest :] for x in group), (0,))
         return tuple(h + t for h, t in zip(head, tail, strict=True))
     return _fold(sum_many(tuple(x.reshape((r // STAGE, STAGE, *x.shape[1:])) for x in group), (1,)))
@@ -163,7 +189,7 @@ class RowPlan:
         stage."""
         out = []
         for i in range(0, len(xs), GROUP):
-            part = _fold(tuple(xs[i : i + GROUP]))
+            part = _fold(tuple(xs[i : i + GROUP]), split=self.f == 1)
             if self.f > 1:
                 part = sum_many(tuple(s.reshape(self.f, -1) for s in part), (0,))
             out += [s.reshape(self.kept) for s in part]
