@@ -37,8 +37,9 @@ Partials = Callable[[Array, Array, Array], tuple[Array, Array]]
 
 
 def compute_dtype(x: Array, p: Array) -> jnp.dtype:
-    """The dtype of the backward's arithmetic: ``x``'s and ``p``'s common one, at least
-    float32 (sums over a batch in bfloat16 lose most of their digits)."""
+    """The dtype of the backward's arithmetic for ``x`` ``[*S]`` and ``p`` ``[*P]`` (any
+    shapes; only their dtypes count): their common one, at least float32 (sums over a batch
+    in bfloat16 lose most of their digits)."""
     dt = jnp.result_type(x.dtype, p.dtype)
     return jnp.float32 if jnp.finfo(dt).bits < 32 else dt
 
