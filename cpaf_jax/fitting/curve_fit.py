@@ -230,7 +230,7 @@ def fit_samples(
       family: a parametric ``cpaf_jax.ActivationFamily``.
       xs, ys: ``[num_points]`` sample points and target values (float32).
       weights: optional ``[num_points]`` weights >= 0, not all zero.
-      steps, restarts, seed, **options: as ``fit_curve``.
+      steps, restarts, seed, ``**options``: as ``fit_curve``.
 
     Returns:
       ``CurveFit``; its ``interval`` is ``(min(xs), max(xs))``, ``max_error`` the largest
