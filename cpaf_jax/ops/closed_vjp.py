@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from cpaf_jax import compile_options
+from cpaf_jax.ops import functional as F
 from cpaf_jax.ops import reductions as R
 from cpaf_jax.ops.vma import match_vma
 
@@ -39,9 +40,8 @@ Partials = Callable[[Array, Array, Array], tuple[Array, Array]]
 def compute_dtype(x: Array, p: Array) -> jnp.dtype:
     """The dtype of the backward's arithmetic for ``x`` ``[*S]`` and ``p`` ``[*P]`` (any
     shapes; only their dtypes count): their common one, at least float32 (sums over a batch
-    in bfloat16 lose most of their digits)."""
-    dt = jnp.result_type(x.dtype, p.dtype)
-    return jnp.float32 if jnp.finfo(dt).bits < 32 else dt
+    in bfloat16 lose most of their digits): the rule CPAF's own backward follows."""
+    return F._compute_dtype(x, p)
 
 
 def plain_lone_sum(x_shape: tuple[int, ...], p_shape: tuple[int, ...], ynn: bool) -> bool:
