@@ -11,6 +11,9 @@ interleaved with ``jax.nn.relu``'s gradient. Rows:
   to ``y`` only, so that XLA drops the parameter sums: what a one-pass kernel would approach.
 * at k = 2, ``xla_vjp`` (the same custom VJP with the pure-XLA backward), ``unrolled`` and
   ``naive`` (autodiff), as a ratio to the default in each round.
+* at k = 2 for the ReLU base, whose default backward is XLA's (``kernel_form``), ``kernel``:
+  the kernel's ReLU form called directly (``kernel_vjp.with_kernel_vjp``), as a ratio to the
+  default: what the kernel would give where the cotangent is already written out.
 
 Every program, ReLU's included, is compiled twice: with plain ``jax.jit`` (XLA's defaults, YNN
 fusions on XLA:CPU) and with ``cpaf_jax.jit``; each row's ratios are to programs compiled the
@@ -27,6 +30,7 @@ import jax.numpy as jnp
 from benchmarks.timing import interleaved_samples, ratio_spread
 from cpaf_jax import compile_options
 from cpaf_jax.activations.initializers import default_terms
+from cpaf_jax.ops import kernel_vjp
 from cpaf_jax.ops.bases import resolve_base
 from cpaf_jax.ops.functional import cpaf
 from cpaf_jax.ops.sharing import param_shape
@@ -38,15 +42,30 @@ OTHER_IMPLEMENTATIONS = ("xla_vjp", "unrolled", "naive")
 JITS = {"jax.jit": jax.jit, "cpaf_jax.jit": compile_options.jit}
 
 
+def _relu_kernel_cpaf():
+    """CPAF with the ReLU base whose backward is the kernel's ReLU form on CPU."""
+    spec = kernel_vjp.base_spec("relu")
+    return kernel_vjp.with_kernel_vjp(
+        functools.partial(cpaf, base="relu", implementation="unrolled"),
+        functools.partial(kernel_vjp.terms_backward, spec),
+    )
+
+
 def _grad(base: str, k: int, sharing: str, shape, impl=None, wrt=(0, 2, 3), jit="cpaf_jax.jit"):
-    """A zero-argument call of the compiled gradient, and its inputs."""
+    """A zero-argument call of the compiled gradient, and its inputs (``impl="kernel"``: the
+    ReLU base through the kernel's form)."""
     a0, b0 = default_terms(resolve_base(base), k)
     p = param_shape(shape[1:], sharing) + (k,)
     a = jnp.broadcast_to(jnp.asarray(a0, jnp.float32), p)
     b = jnp.broadcast_to(jnp.asarray(b0, jnp.float32), p)
+    act = (
+        _relu_kernel_cpaf()
+        if impl == "kernel"
+        else functools.partial(cpaf, base=base, implementation=impl)
+    )
 
     def loss(y, g, a, b):
-        return jnp.sum(cpaf(y, a, b, base, implementation=impl) * g)
+        return jnp.sum(act(y, a, b) * g)
 
     return JITS[jit](jax.grad(loss, wrt)), a, b
 
@@ -71,7 +90,7 @@ def _variants(jit: str, shape, ks, bases, sharings, y, g) -> dict:
             for k in ks:
                 f, a, b = _grad(base, k, sharing, shape, jit=jit)
                 fns[(jit, base, sharing, k, "default")] = functools.partial(f, y, g, a, b)
-            for impl in OTHER_IMPLEMENTATIONS:
+            for impl in OTHER_IMPLEMENTATIONS + (("kernel",) if base == "relu" else ()):
                 f, a, b = _grad(base, 2, sharing, shape, impl, jit=jit)
                 fns[(jit, base, sharing, 2, impl)] = functools.partial(f, y, g, a, b)
     return fns
@@ -111,7 +130,7 @@ def run(mode: str) -> dict:
         }
         if variant == "default" and (jit, base, sharing, 2, "default") in samples:
             row["to_k2"] = _ratio(samples, key, (jit, base, sharing, 2, "default"))
-        if variant in OTHER_IMPLEMENTATIONS:
+        if variant in OTHER_IMPLEMENTATIONS + ("kernel",):
             row["to_default"] = _ratio(samples, key, (jit, base, sharing, k, "default"))
         rows.append(row)
     return {"shape": list(shape), "rows": rows}

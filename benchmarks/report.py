@@ -62,7 +62,8 @@ def goals(sections: dict) -> list[list[str]]:
                     "<= 4.5x",
                 ]
             )
-        others = [r for r in rows if "to_default" in r]
+        # The implementations a user can choose (not the ReLU base's kernel row).
+        others = [r for r in rows if "to_default" in r and r["variant"] != "kernel"]
         if others:
             fastest = min(others, key=lambda r: r["to_default"])
             out.append(
@@ -100,12 +101,15 @@ def _layer_table(lt: dict) -> list[str]:
         "",
         "Gradient of `sum(cpaf(y, a, b) * g)` for `y`, `a`, `b` (forward+backward; the forward "
         "value is dead code, as in training), interleaved with `jax.nn.relu`'s. `default`: "
-        "the custom VJP whose backward is the one-pass CPU kernel (`cpaf_jax.ops.cpu_kernel`). "
+        "`cpaf`'s default, the custom VJP whose backward is the one-pass CPU kernel "
+        "(`cpaf_jax.ops.cpu_kernel`) for the sigmoid and tanh bases and XLA's for the ReLU "
+        "base (which fuses the cotangent's producer in a network: section 2b). "
         "`floor`: the `xla_vjp` custom VJP differentiated for `y` only, so XLA drops the "
         "parameter sums: the pointwise work alone. `/ k=2`: the default's time over its own "
         "k = 2 (median over rounds). `xla_vjp` (the same custom VJP with XLA's backward), "
         "`unrolled`, `naive`: the other implementations, `/ default` their time over the "
-        "default's. Each program, ReLU's too, is compiled with plain `jax.jit` (XLA's "
+        "default's; `kernel`: the ReLU base through the kernel's ReLU form, here where the "
+        "cotangent is given. Each program, ReLU's too, is compiled with plain `jax.jit` (XLA's "
         "defaults: YNN fusions on XLA:CPU) and with `cpaf_jax.jit` (YNN fusions off); ratios "
         "are to programs compiled the same way, and the goals below are `cpaf_jax.jit`'s.",
         "",
@@ -144,11 +148,12 @@ def _user_network(un: dict) -> list[str]:
         "`lax.conv_general_dilated`, a reshape max-pool and `jnp.dot`, only the activation "
         "from `cpaf_jax.cpaf` (per element, k = 2). `Flax MNIST CNN`: the CNN of Flax's MNIST "
         "tutorial in `flax.linen` with `cpaf_jax.activations.linen.CPAF` (per element) for "
-        "`nn.relu`. `cpaf_<base>`: `cpaf`'s default, whose backward on CPU is the one-pass "
-        "kernel (it needs the cotangent written out, here the pool's backward); "
-        "`cpaf_<base> (xla_vjp)`: the same custom VJP with XLA's backward, into which XLA "
-        "fuses that producer. Each step is compiled with plain `jax.jit` (XLA's defaults: YNN "
-        "fusions on XLA:CPU) and with `cpaf_jax.jit` (YNN fusions off). Adam, jitted and "
+        "`nn.relu`. `cpaf_<base>`: `cpaf`'s default; on CPU the sigmoid base's backward is "
+        "the one-pass kernel (it needs the cotangent written out, here the pool's backward) "
+        "and the ReLU base's is XLA's, into which XLA fuses that producer; "
+        "`cpaf_sigmoid (xla_vjp)`: the sigmoid base with XLA's backward. Each step is "
+        "compiled with plain `jax.jit` (XLA's defaults: YNN fusions on XLA:CPU) and with "
+        "`cpaf_jax.jit` (YNN fusions off). Adam, jitted and "
         "donated; step time / the same network's ReLU step under the same `jit` (median "
         "[range] over interleaved rounds) and compiled memory / that ReLU step's. `ReLU / "
         "jax.jit`: the ReLU step under `cpaf_jax.jit` over the ReLU step under `jax.jit`.",

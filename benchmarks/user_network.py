@@ -37,15 +37,16 @@ from cpaf_jax.ops.functional import cpaf
 #: How a step is compiled: ``"jax.jit"`` (XLA's defaults) and ``"cpaf_jax.jit"``.
 JITS = {"jax.jit": jax.jit, "cpaf_jax.jit": compile_options.jit}
 
-#: ``cpaf_<base>`` uses ``cpaf``'s default implementation (on CPU its backward is the one-pass
-#: kernel, which needs the cotangent written out: here the max-pool's backward), and
-#: ``cpaf_<base> (xla_vjp)`` the same custom VJP with XLA's backward, into which XLA fuses it.
-ACTIVATIONS = ("relu", "cpaf_relu", "cpaf_relu (xla_vjp)", "cpaf_sigmoid", "cpaf_sigmoid (xla_vjp)")
+#: ``cpaf_<base>`` uses ``cpaf``'s default implementation (on CPU the sigmoid base's backward
+#: is the one-pass kernel, which needs the cotangent written out: here the max-pool's
+#: backward; the ReLU base's is XLA's), and ``cpaf_sigmoid (xla_vjp)`` the same custom VJP
+#: with XLA's backward, into which XLA fuses that producer.
+ACTIVATIONS = ("relu", "cpaf_relu", "cpaf_sigmoid", "cpaf_sigmoid (xla_vjp)")
 
 
 def _base_and_impl(activation: str) -> tuple[str, str | None]:
-    """``"cpaf_relu (xla_vjp)"`` -> ``("relu", "xla_vjp")``, ``"cpaf_relu"`` -> ``("relu", None)``:
-    the base and the implementation (``None``: the default)."""
+    """``"cpaf_sigmoid (xla_vjp)"`` -> ``("sigmoid", "xla_vjp")``, ``"cpaf_relu"`` ->
+    ``("relu", None)``: the base and the implementation (``None``: the default)."""
     name, _, impl = activation.removeprefix("cpaf_").partition(" (")
     return name, impl.rstrip(")") or None
 

@@ -18,9 +18,8 @@ from flax import nnx
 from cpaf_jax.activations.family import Activation, ActivationFamily
 from cpaf_jax.activations.initializers import InitLike, default_terms
 from cpaf_jax.fitting.curve_fit import located_terms_start
-from cpaf_jax.ops import kernel_vjp
-from cpaf_jax.ops.bases import BASES, RELU, SIGMOID, TANH, Base, resolve_base
-from cpaf_jax.ops.functional import DEFAULT_IMPLEMENTATION, cpaf
+from cpaf_jax.ops.bases import RELU, SIGMOID, TANH, Base, resolve_base
+from cpaf_jax.ops.functional import DEFAULT_IMPLEMENTATION, cpaf, kernel_form
 from cpaf_jax.ops.fused_pool import cpaf_max_pool_2x2
 from cpaf_jax.ops.max_pool import max_pool_2x2
 from cpaf_jax.ops.sharing import Sharing
@@ -103,7 +102,7 @@ def _cpaf_family(base: Base) -> ActivationFamily:
         # The custom-VJP implementation has no forward-mode rule; the fitter's Jacobian needs it.
         fit_apply=functools.partial(cpaf, base=base, implementation="unrolled"),
         fit_starts=_starts,
-        kernel=kernel_vjp.base_spec(base.name) if base is BASES.get(base.name) else None,
+        kernel=kernel_form(base),
     )
 
 

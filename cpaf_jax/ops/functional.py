@@ -12,11 +12,13 @@ Four implementations compute the same function and gradients:
 
 * ``"custom_vjp"`` (the default): the k terms unrolled into one elementwise expression; the
   backward pass saves only ``(y, a, b)`` and evaluates the closed forms (Eq. 10-12). On CPU,
-  for float32 computations (bfloat16 and float16 inputs are computed in float32), the built-in
-  bases and ``1 <= k <= 8``, it is one pass of the C++ kernel of ``cpaf_jax.ops.cpu_kernel``
-  over ``y`` and the cotangent that writes the input cotangent and accumulates the 2k parameter
-  sums. Everywhere else (other backends, ``shard_map``, float64, a user's base, no compiler) it
-  is the XLA backward of ``"xla_vjp"``; second derivatives always differentiate that one.
+  for float32 computations (bfloat16 and float16 inputs are computed in float32), the sigmoid
+  and tanh bases and ``1 <= k <= 8``, it is one pass of the C++ kernel of
+  ``cpaf_jax.ops.cpu_kernel`` over ``y`` and the cotangent that writes the input cotangent and
+  accumulates the 2k parameter sums. Everywhere else (the ReLU base, whose terms are cheap
+  enough that fusing the cotangent's producer wins; other backends, ``shard_map``, float64, a
+  user's base, no compiler) it is the XLA backward of ``"xla_vjp"``; second derivatives always
+  differentiate that one.
 * ``"xla_vjp"``: the same custom VJP with the XLA backward: two passes over ``y`` and the
   cotangent, one writing the input cotangent, the other evaluating the terms again and summing
   the 2k parameter gradients over the axes the parameters are shared along, 8 rows at a time,
@@ -230,17 +232,14 @@ def _cpaf_custom_fwd(y, a, b, base):
     # (``materialize``): fused into several consumers (a max-pool and its backward's mask),
     # XLA kept the k terms alive to the backward pass instead of z. A ReLU base is cheap
     # enough for XLA to recompute z from y where it is needed, which keeps less alive; but on
-    # CPU, where the kernel applies, z is written once all the same (both custom VJPs share
-    # this forward): a reshape max-pool's backward (max, tie count, select: three fusions)
-    # recomputed z in each, and the plain-JAX 4.2 step was faster with z written once, with
-    # the kernel's backward and with XLA's, for one more activation-sized array
-    # (BENCHMARKS.md section 2b).
+    # CPU z is written once all the same (both custom VJPs share this forward): a reshape
+    # max-pool's backward (max, tie count, select: three fusions) recomputed z in each, and
+    # the plain-JAX 4.2 step was faster with z written once, for one more activation-sized
+    # array (BENCHMARKS.md section 2b).
     z = _forward_unrolled(y, a, b, base)
     if base is not RELU:
         return R.materialize(z), (y, a, b)
-    if _kernel_applies(base, y, a):
-        z = jax.lax.platform_dependent(z, cpu=R.materialize, default=lambda z: z)
-    return z, (y, a, b)
+    return jax.lax.platform_dependent(z, cpu=R.materialize, default=lambda z: z), (y, a, b)
 
 
 def _input_cotangent(base: Base, y: Array, g: Array, a: Array, b: Array) -> Array:
@@ -270,12 +269,26 @@ def _terms_first(p: Array) -> Array:
     return R.materialize(jnp.moveaxis(p, -1, 0))
 
 
+def kernel_form(base: Base) -> kernel_vjp.KernelSpec | None:
+    """The form of the CPU kernel that computes CPAF's backward with ``base``: the built-in
+    sigmoid and tanh bases'; ``None`` for any other base.
+
+    The ReLU base's backward is XLA's: XLA fuses whatever produced the cotangent (a max-pool's
+    backward, say) into its two loops, while the kernel needs that cotangent written out first,
+    and a plain-JAX training step was faster without the kernel (section 2b of
+    ``BENCHMARKS.md``); alone, with the cotangent given, the kernel's one pass is faster
+    (section 1b). A transcendental base evaluates its terms once in the kernel against twice
+    in XLA's loops, which outweighs writing the cotangent out.
+    """
+    if base is RELU or base is not BASES.get(base.name):
+        return None
+    return kernel_vjp.base_spec(base.name)
+
+
 def _kernel_applies(base: Base, y: Array, a: Array) -> bool:
-    """Whether the CPU kernel computes this backward: a built-in base and the conditions of
-    ``kernel_vjp.applies``."""
-    return base is BASES.get(base.name) and kernel_vjp.applies(
-        kernel_vjp.base_spec(base.name), y, a, _compute_dtype(y, a)
-    )
+    """Whether the CPU kernel computes this backward: ``base`` has a ``kernel_form`` and the
+    conditions of ``kernel_vjp.applies`` hold."""
+    return kernel_vjp.applies(kernel_form(base), y, a, _compute_dtype(y, a))
 
 
 def _cpaf_custom_bwd(base, res, g):
@@ -365,7 +378,8 @@ def cpaf(
       b: locations, same shape as ``a``.
       base: ``"sigmoid"`` (Eq. 2), ``"relu"`` (Eq. 3), ``"tanh"``, a ``cpaf_jax.Base`` or any
         elementwise callable; see ``cpaf_jax.ops.bases`` for the offset of each.
-      implementation: ``"custom_vjp"`` (default; its backward is a one-pass kernel on CPU),
+      implementation: ``"custom_vjp"`` (default; on CPU its backward is a one-pass kernel for
+        the sigmoid and tanh bases),
         ``"xla_vjp"``, ``"unrolled"`` or ``"naive"``; all give the same values and gradients
         and differ in speed and memory; only the last two support forward-mode
         differentiation (``jax.jvp``).

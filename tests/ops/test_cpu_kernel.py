@@ -1,7 +1,8 @@
 """The one-pass CPU backward of ``cpaf`` (``cpaf_jax/ops/kernels/cpaf_cpu.cc``).
 
-``cpaf``'s default implementation calls the kernel in its backward pass on CPU; the
-``xla_vjp`` implementation is the same custom VJP with the pure-JAX backward. Both are compared
+``cpaf``'s default implementation calls the kernel in its backward pass on CPU for the sigmoid
+and tanh bases (the ReLU base's form is called directly); the ``xla_vjp`` implementation is the
+same custom VJP with the pure-JAX backward. Both are compared
 here on shapes that exercise the kernel's loops (column blocks of 256, rows taken 4 at a time
 with a remainder, chunks over threads, regrouped rows), every base, sharing and k = 1..8;
 ``test_functional.py`` compares every implementation with a NumPy reference on small shapes.
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from cpaf_jax import cpaf
-from cpaf_jax.ops import cpu_kernel
+from cpaf_jax.ops import cpu_kernel, kernel_vjp
 
 pytestmark = pytest.mark.skipif(
     not cpu_kernel.available(), reason="no C++ compiler: the XLA backward is used (tested)"
@@ -54,18 +55,28 @@ def _uses_kernel(fn, *args) -> bool:
     return cpu_kernel.TARGET in fn.lower(*args).as_text()
 
 
+def _kernel_grads(base):
+    """The kernel's form of ``base`` called directly (``kernel_vjp.terms_backward``), as
+    ``_grads``: ``(y, a, b, g) -> (dy, da, db)``."""
+    spec = kernel_vjp.base_spec(base)
+    return jax.jit(lambda y, a, b, g: kernel_vjp.terms_backward(spec, y, a, b, g))
+
+
 @pytest.mark.parametrize("base", ("sigmoid", "relu", "tanh"))
 @pytest.mark.parametrize("sharing", tuple(SHARING))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_kernel_gradients_equal_the_xla_backward(rng, base, sharing, shape):
     for k in (1, 2, 3, 8):
         y, g, a, b = _inputs(rng, shape, SHARING[sharing](shape, k))
-        kernel, xla = _grads("custom_vjp", base), _grads("xla_vjp", base)
-        assert _uses_kernel(kernel, y, a, b, g)
+        default, xla = _grads("custom_vjp", base), _grads("xla_vjp", base)
+        # The default's backward is the kernel for transcendental bases only (kernel_form).
+        assert _uses_kernel(default, y, a, b, g) == (base != "relu")
         assert not _uses_kernel(xla, y, a, b, g)
-        for got, want in zip(kernel(y, a, b, g), xla(y, a, b, g), strict=True):
-            scale = float(np.max(np.abs(want))) + 1.0
-            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * scale)
+        want = xla(y, a, b, g)
+        for fn in (default, _kernel_grads(base)):
+            for got, w in zip(fn(y, a, b, g), want, strict=True):
+                scale = float(np.max(np.abs(w))) + 1.0
+                np.testing.assert_allclose(got, w, rtol=2e-5, atol=2e-5 * scale)
 
 
 # (y shape, p shape): 131,072 elements, over the 65,536 per chunk at which the kernel splits
@@ -98,10 +109,13 @@ def test_kernel_under_vmap_equals_each_member(rng):
             np.testing.assert_allclose(got[m], want, rtol=1e-6, atol=1e-6)
 
 
-def test_a_nan_cotangent_makes_the_gradients_nan(rng):
+@pytest.mark.parametrize("grads", ("default sigmoid", "kernel relu"))
+def test_a_nan_cotangent_makes_the_gradients_nan(rng, grads):
     y, g, a, b = _inputs(rng, (8, 40), (40, 2))
     g[3, 7] = np.nan
-    dy, da, db = _grads("custom_vjp", "relu")(y, a, b, g)
+    fn = _grads("custom_vjp", "sigmoid") if grads == "default sigmoid" else _kernel_grads("relu")
+    assert _uses_kernel(fn, y, a, b, g)
+    dy, da, db = fn(y, a, b, g)
     assert np.isnan(dy[3, 7]) and np.isfinite(np.delete(dy.ravel(), 3 * 40 + 7)).all()
     assert np.isnan(da[7]).all() and np.isnan(db[7]).all()
     assert np.isfinite(np.delete(np.asarray(da), 7, axis=0)).all()
@@ -132,7 +146,7 @@ _FALLBACK = textwrap.dedent(
     """
     import warnings, jax, jax.numpy as jnp
     from cpaf_jax import cpaf
-    from cpaf_jax.ops import cpu_kernel
+    from cpaf_jax.ops import cpu_kernel, kernel_vjp
     y, a, b = jnp.linspace(-2, 2, 24).reshape(4, 6), jnp.ones((6, 2)), jnp.zeros((6, 2))
     fn = jax.jit(jax.grad(lambda y, a, b: jnp.sum(cpaf(y, a, b)), (0, 1, 2)))
     with warnings.catch_warnings(record=True) as caught:

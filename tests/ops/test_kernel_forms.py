@@ -58,7 +58,12 @@ def test_each_record_names_its_own_kernel_form(name):
     # The C++ enum entry of the record's base id is the family (or CPAF's base).
     assert _enum()[spec.base_id] in (name, name.removeprefix("cpaf_"))
     assert 1 <= spec.max_k <= cpu_kernel.MAX_K and spec.dtype == "float32"
-    assert {"apl", "pau", "swish", "cpaf_relu", "cpaf_sigmoid", "cpaf_tanh"} <= set(WITH_KERNEL)
+    assert {"apl", "pau", "swish", "cpaf_sigmoid", "cpaf_tanh"} <= set(WITH_KERNEL)
+
+
+def test_cpaf_relu_backward_is_xla_s():
+    # XLA fuses the cotangent's producer into the ReLU base's backward (kernel_form).
+    assert cpaf_jax.family("cpaf_relu").kernel is None
 
 
 @pytest.mark.parametrize("name", WITH_KERNEL)

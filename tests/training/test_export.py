@@ -55,13 +55,13 @@ def test_train_step_exports_for_gpu_and_tpu_without_the_cpu_kernel(activation):
 
 
 def test_a_cpu_export_needs_the_kernel_off_and_then_runs(monkeypatch):
-    step, args, _ = _step_and_args("cpaf_relu")
+    step, args, _ = _step_and_args("cpaf_sigmoid")
     with pytest.raises(ValueError, match="custom call"):  # the kernel cannot be serialised
         jax.export.export(step, platforms=("cpu",))(*args)
     # What CPAF_JAX_CPU_KERNEL=0 does before the first use: the XLA backward everywhere (a
     # fresh step: the kernel is chosen when a step is traced).
     monkeypatch.setitem(cpu_kernel._state, "error", "disabled by CPAF_JAX_CPU_KERNEL=0")
-    step, args, state = _step_and_args("cpaf_relu")
+    step, args, state = _step_and_args("cpaf_sigmoid")
     exported = jax.export.export(step, platforms=("cpu",))(*args)
     assert cpu_kernel.TARGET not in exported.mlir_module()
     rng = np.random.default_rng(0)
