@@ -55,6 +55,9 @@ def test_benchmark_suite_smoke(tmp_path):
                 assert (base, sharing, k, "default") in variants
         for impl in ("xla_vjp", "unrolled", "naive"):
             assert (base, "element", 2, impl) in variants
+    # The ReLU base's default backward is XLA's; the kernel's ReLU form has its own row.
+    assert ("relu", "element", 2, "kernel") in variants
+    assert ("sigmoid", "element", 2, "kernel") not in variants
     # Every row under both compilations, ReLU's reference included.
     by_jit = {
         j: {(r["base"], r["sharing"], r["k"], r["variant"]) for r in layer if r["jit"] == j}
@@ -73,7 +76,7 @@ def test_benchmark_suite_smoke(tmp_path):
     relu_rows = [r for r in user if r["activation"] == "relu" and r["jit"] == "cpaf_jax.jit"]
     assert len(relu_rows) == 2 and all(r["to_jax_jit"] > 0 for r in relu_rows)
     assert "4.2 network step under jax.jit, cpaf_sigmoid / relu" in md
-    assert {"relu", "cpaf_relu", "cpaf_relu (xla_vjp)", "cpaf_sigmoid"} <= set(
+    assert {"relu", "cpaf_relu", "cpaf_sigmoid", "cpaf_sigmoid (xla_vjp)"} <= set(
         user_network.ACTIVATIONS
     )
     assert all(r["memory"] > 0 for r in user)
