@@ -66,13 +66,3 @@ def check_coeffs(fn: str, x: Array, names: tuple[str, ...], *arrays: Array) -> t
         counts.append(arr.shape[-1])
     check_broadcast(fn, x.shape, p_shape, arrays[0].shape, "parameters")
     return tuple(counts)
-
-
-def compute_dtype(*arrays: Array) -> jnp.dtype:
-    """The dtype to compute in: the arrays' common dtype, at least float32."""
-    # Below 32 bits the few extra flops are free and keep sums of terms and polynomial
-    # evaluations accurate (bfloat16 has 8 bits of mantissa).
-    dt = jnp.result_type(*(a.dtype for a in arrays))
-    if jnp.finfo(dt).bits < 32:
-        dt = jnp.float32
-    return dt

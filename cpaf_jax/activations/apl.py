@@ -25,12 +25,12 @@ from cpaf_jax.activations._checks import (
     check_coeffs,
     check_float,
     check_implementation,
-    compute_dtype,
 )
 from cpaf_jax.activations.family import Activation, ActivationFamily
 from cpaf_jax.activations.initializers import InitLike
 from cpaf_jax.fitting.curve_fit import located_terms_start
 from cpaf_jax.ops import kernel_vjp
+from cpaf_jax.ops.dtypes import compute_dtype
 from cpaf_jax.ops.sharing import Sharing
 
 Array = jax.Array

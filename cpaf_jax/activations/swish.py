@@ -21,11 +21,11 @@ from cpaf_jax.activations._checks import (
     check_broadcast,
     check_float,
     check_implementation,
-    compute_dtype,
 )
 from cpaf_jax.activations.family import Activation, ActivationFamily
 from cpaf_jax.activations.initializers import InitLike
 from cpaf_jax.ops import kernel_vjp
+from cpaf_jax.ops.dtypes import compute_dtype
 from cpaf_jax.ops.sharing import Sharing
 
 Array = jax.Array

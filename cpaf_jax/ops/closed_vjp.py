@@ -27,21 +27,14 @@ import jax
 import jax.numpy as jnp
 
 from cpaf_jax import compile_options
-from cpaf_jax.ops import functional as F
 from cpaf_jax.ops import reductions as R
+from cpaf_jax.ops.dtypes import compute_dtype
 from cpaf_jax.ops.vma import match_vma
 
 Array = jax.Array
 
 #: ``(x, p, g) -> (dx, dp_per_element)`` in the compute dtype, both ``x``'s shape.
 Partials = Callable[[Array, Array, Array], tuple[Array, Array]]
-
-
-def compute_dtype(x: Array, p: Array) -> jnp.dtype:
-    """The dtype of the backward's arithmetic for ``x`` ``[*S]`` and ``p`` ``[*P]`` (any
-    shapes; only their dtypes count): their common one, at least float32 (sums over a batch
-    in bfloat16 lose most of their digits): the rule CPAF's own backward follows."""
-    return F._compute_dtype(x, p)
 
 
 def plain_lone_sum(x_shape: tuple[int, ...], p_shape: tuple[int, ...], ynn: bool) -> bool:
@@ -59,8 +52,9 @@ def with_closed_vjp(forward: Callable[[Array, Array], Array], partials: Partials
     Args:
       forward: ``(x, p) -> z``: ``x`` of shape ``[..., *F]``, ``p`` of shape ``[*P]`` broadcasting
         against ``x``'s trailing axes; ``z`` of ``x``'s shape and dtype.
-      partials: ``(x, p, g) -> (dx, dp)`` with ``x``, ``g`` cast to ``compute_dtype`` and ``p``
-        too: ``dx = g * dz/dx`` and ``dp = g * dz/dp`` per element, both ``x``'s shape.
+      partials: ``(x, p, g) -> (dx, dp)`` with ``x``, ``g`` and ``p`` cast to the compute dtype
+        (``cpaf_jax.ops.dtypes.compute_dtype``): ``dx = g * dz/dx`` and ``dp = g * dz/dp`` per
+        element, both ``x``'s shape.
 
     Returns:
       ``f(x, p)`` with ``forward``'s values; its VJP returns ``dx`` in ``x``'s dtype and ``dp``

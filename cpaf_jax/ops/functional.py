@@ -43,6 +43,7 @@ import jax.numpy as jnp
 from cpaf_jax.ops import kernel_vjp
 from cpaf_jax.ops import reductions as R
 from cpaf_jax.ops.bases import BASES, RELU, Base, resolve_base
+from cpaf_jax.ops.dtypes import compute_dtype
 from cpaf_jax.ops.vma import match_vma
 
 Array = jax.Array
@@ -145,16 +146,6 @@ def _prepare(y, a, b):
     return y, a, b, k
 
 
-def _compute_dtype(y: Array, a) -> jnp.dtype:
-    # Low-precision activations are computed in float32 inside the fused kernel, which costs
-    # nothing on memory traffic and keeps sums of k terms accurate. ``a`` is an array or a dtype
-    # (``parametric`` passes the parameters' result dtype).
-    dt = jnp.result_type(y.dtype, getattr(a, "dtype", a))
-    if jnp.finfo(dt).bits < 32:
-        dt = jnp.float32
-    return dt
-
-
 def _unbroadcast(x: Array, shape: tuple[int, ...]) -> Array:
     """Sums ``x`` over the axes that broadcasting added or expanded to reach it from ``shape``."""
     axes = R.reduced_axes(tuple(x.shape), shape)
@@ -185,7 +176,7 @@ def parametric(y: Array, a, b, base: BaseLike = "sigmoid") -> Array:
     y = jnp.asarray(y)
     _check_float("y", y)
     a, b = jnp.asarray(a), jnp.asarray(b)
-    dt = _compute_dtype(y, jnp.result_type(a, b) if a.ndim or b.ndim else y)
+    dt = compute_dtype(y, jnp.result_type(a, b) if a.ndim or b.ndim else y)
     u = y.astype(dt) - b.astype(dt)
     return (a.astype(dt) * (base.fn(u) - base.offset)).astype(y.dtype)
 
@@ -211,12 +202,12 @@ def _centered_terms_and_sum(yc: Array, a: Array, b: Array, base: Base) -> tuple[
 
 
 def _forward_unrolled(y: Array, a: Array, b: Array, base: Base) -> Array:
-    _, z = _centered_terms_and_sum(y.astype(_compute_dtype(y, a)), a, b, base)
+    _, z = _centered_terms_and_sum(y.astype(compute_dtype(y, a)), a, b, base)
     return z.astype(y.dtype)
 
 
 def _forward_naive(y: Array, a: Array, b: Array, base: Base) -> Array:
-    dt = _compute_dtype(y, a)
+    dt = compute_dtype(y, a)
     u = y.astype(dt)[..., None] - b.astype(dt)
     return jnp.sum(a.astype(dt) * (base.fn(u) - base.offset), axis=-1).astype(y.dtype)
 
@@ -288,7 +279,7 @@ def kernel_form(base: Base) -> kernel_vjp.KernelSpec | None:
 def _kernel_applies(base: Base, y: Array, a: Array) -> bool:
     """Whether the CPU kernel computes this backward: ``base`` has a ``kernel_form`` and the
     conditions of ``kernel_vjp.applies`` hold."""
-    return kernel_vjp.applies(kernel_form(base), y, a, _compute_dtype(y, a))
+    return kernel_vjp.applies(kernel_form(base), y, a, compute_dtype(y, a))
 
 
 def _cpaf_custom_bwd(base, res, g):
@@ -308,7 +299,7 @@ def _backwards_of(base: Base):
 
 
 def _xla_bwd(base: Base, y: Array, a: Array, b: Array, g: Array):
-    dt = _compute_dtype(y, a)
+    dt = compute_dtype(y, a)
     p_shape = a.shape[:-1]
     plan = R.row_plan(tuple(y.shape), p_shape)
     if plan is not None:
@@ -415,7 +406,7 @@ def cpaf_terms(y: Array, a: Array, b: Array, base: BaseLike = "sigmoid") -> Arra
     """
     base = resolve_base(base)
     y, a, b, _ = _prepare(y, a, b)
-    dt = _compute_dtype(y, a)
+    dt = compute_dtype(y, a)
     u = y.astype(dt)[..., None] - b.astype(dt)
     return (a.astype(dt) * (base.fn(u) - base.offset)).astype(y.dtype)
 
@@ -457,7 +448,7 @@ def cpaf_partials(
     """
     base = resolve_base(base)
     y, a, b, _ = _prepare(y, a, b)
-    dt = _compute_dtype(y, a)
+    dt = compute_dtype(y, a)
     u = y.astype(dt)[..., None] - b.astype(dt)
     fu = base.fn(u)
     dfu = base.df(u, fu)

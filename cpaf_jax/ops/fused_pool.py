@@ -37,6 +37,7 @@ from jax import lax
 from cpaf_jax.ops import functional as F
 from cpaf_jax.ops import reductions as R
 from cpaf_jax.ops.bases import SIGMOID, TANH, Base, resolve_base
+from cpaf_jax.ops.dtypes import compute_dtype
 from cpaf_jax.ops.max_pool import max_pool_2x2, scatter_to_windows, window_argmax
 from cpaf_jax.ops.vma import match_vma
 
@@ -108,7 +109,7 @@ def _fused(y, bias, a, b, base):
 
 def _fused_fwd(y, bias, a, b, base):
     yb = y + bias
-    dt = F._compute_dtype(yb, a)
+    dt = compute_dtype(yb, a)
     _, z = F._centered_terms_and_sum(yb.astype(dt), a, b, base)
     out, sel, picked = window_argmax(z.astype(yb.dtype), yb)
     return out, (picked, sel, bias, a, b, yb.shape)
@@ -219,7 +220,7 @@ def _per_element_bwd(base, y, sel, bias, a, b, shape, g):
     n, h, w, c = shape
     k = a.shape[-1]
     p_shape = a.shape[:-1]
-    dt = F._compute_dtype(g, a)
+    dt = compute_dtype(g, a)
     wa, wb = _window_params(a.astype(dt), shape), _window_params(b.astype(dt), shape)
     pieces = _BATCH_PIECES if n % _BATCH_PIECES == 0 else 1
     rows = n // pieces
@@ -259,7 +260,7 @@ def _fused_bwd(base, res, g):
     picked, sel, bias, a, b, shape = res
     k = a.shape[-1]
     p_shape = a.shape[:-1]
-    dt = F._compute_dtype(g, a)
+    dt = compute_dtype(g, a)
     if _spatial(p_shape):
         return _per_element_bwd(base, picked, sel, bias, a, b, shape, g)
     gc = g.astype(dt)
