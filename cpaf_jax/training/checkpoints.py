@@ -268,6 +268,9 @@ class RunCheckpoints:
 
         Raises:
           DiskFull: one line naming the checkpoint and the last good one, when the disk is full.
+          CheckpointWriteError: the same for any other failed write.
+          jax.errors.JaxRuntimeError: as raised, when a write of several processes failed at
+            a barrier (a process is gone).
         """
         if self._ckpt is None:
             return None
@@ -282,6 +285,11 @@ class RunCheckpoints:
             self.last_good = self._ckpt.save(epoch, stacked, meta)
         except Exception as e:  # noqa: BLE001 - orbax wraps write errors in several types
             self._ckpt.discard_partial(epoch)
+            if isinstance(e, jax.errors.JaxRuntimeError) and jax.process_count() > 1:
+                # A barrier of the multi-process write failed: a process is gone, not the
+                # disk. Raised as it is, so the command reports the lost process (and its exit
+                # status) as at any other exchange between processes.
+                raise
             kept = f"the last good checkpoint is {self.last_good or 'none'}"
             if "No space left" in str(e) or getattr(e, "errno", None) == 28:
                 raise DiskFull(

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,30 @@ def test_ctrl_c_during_start_up_exits_130_with_one_line(data_dir, tmp_path, jax_
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("interrupted"), err[-3000:]
     assert not lock.exists() and _leftovers(out) == []
+
+
+@pytest.mark.parametrize("processes", (1, 2))
+def test_a_barrier_failed_by_a_lost_process_is_not_a_write_error(tmp_path, monkeypatch, processes):
+    """With several processes a failed barrier of the write means a process is gone: it
+    reaches the command as such (which exits with the lost-process status); alone, any
+    failure is a checkpoint that could not be written."""
+    from jax.errors import JaxRuntimeError
+
+    from cpaf_jax.training import checkpoints
+
+    cfg = types.SimpleNamespace(out_dir=str(tmp_path), checkpoint=True, resume=False,
+                                batch_size=8, optimizer="adam", weight_decay=0.0)  # fmt: skip
+    run = checkpoints.RunCheckpoints(cfg, [], {})
+
+    def failing_save(self, epoch, state, meta):
+        raise JaxRuntimeError("INTERNAL: Barrier failed: UNAVAILABLE: Task 1 heartbeat timeout")
+
+    monkeypatch.setattr(checkpoints.Checkpointer, "save", failing_save)
+    monkeypatch.setattr(checkpoints.jax, "process_count", lambda: processes)
+    if processes > 1:
+        with pytest.raises(JaxRuntimeError, match="heartbeat timeout"):
+            run.save(1, {}, {})
+    else:
+        with pytest.raises(checkpoints.CheckpointWriteError, match="could not write checkpoint"):
+            run.save(1, {}, {})
+    assert not (tmp_path / "checkpoints" / "1").exists()
