@@ -151,14 +151,19 @@ def render(rows: list[dict], csv_name: str) -> str:
             f"| {fam} | {options} | {_mean(swapped)} | {_diff(swapped, pre)} | {_mean(tuned)} "
             f"| {_diff(tuned, cont)} | {worst:+.2f} |"
         )
+    # The command that measured the rows, its settings read back from them.
+    pre_epochs, cont_epochs = int(epochs["pretrained"]), int(epochs["continued"])
+    command = (
+        f"python -m train swap-study --seeds {len(pre)} --pretrain-epochs {pre_epochs} "
+        f"--epochs {cont_epochs - pre_epochs} --out DIR"
+    )
     lines += [
         "",
         "The optimiser (Adam, learning rate 1e-3, batch 128) starts afresh in both arms. "
         "Largest drop: the worst seed's change in accuracy right after the swap.",
         "",
-        f"Per-seed data: `{csv_name}` (measured at commit {', '.join(commits)} by `python -m "
-        "train swap-study --out DIR`); this page is generated from it by `python -m train "
-        "swap-study --render-only`.",
+        f"Per-seed data: `{csv_name}` (measured at commit {', '.join(commits)} by `{command}`); "
+        "this page is generated from it by `python -m train swap-study --render-only`.",
         "",
     ]
     return "\n".join(lines)
