@@ -266,9 +266,9 @@ def kernel_form(base: Base) -> kernel_vjp.KernelSpec | None:
 
     The ReLU base's backward is XLA's: XLA fuses whatever produced the cotangent (a max-pool's
     backward, say) into its two loops, while the kernel needs that cotangent written out first,
-    and a plain-JAX training step was faster without the kernel (section 2b of
-    ``BENCHMARKS.md``); alone, with the cotangent given, the kernel's one pass is faster
-    (section 1b). A transcendental base evaluates its terms once in the kernel against twice
+    and the plain-JAX 4.2 step of ``BENCHMARKS.md`` (section 2b's network) was faster
+    without the kernel when both were timed; alone, with the cotangent given, the kernel's one
+    pass is faster (section 1b's ``kernel`` rows). A transcendental base evaluates its terms once in the kernel against twice
     in XLA's loops, which outweighs writing the cotangent out.
     """
     if base is RELU or base is not BASES.get(base.name):
