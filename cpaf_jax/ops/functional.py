@@ -268,8 +268,8 @@ def kernel_form(base: Base) -> kernel_vjp.KernelSpec | None:
     backward, say) into its two loops, while the kernel needs that cotangent written out first,
     and the plain-JAX 4.2 step of ``BENCHMARKS.md`` (section 2b's network) was faster
     without the kernel when both were timed; alone, with the cotangent given, the kernel's one
-    pass is faster (section 1b's ``kernel`` rows). A transcendental base evaluates its terms once in the kernel against twice
-    in XLA's loops, which outweighs writing the cotangent out.
+    pass is faster (section 1b's ``kernel`` rows). A transcendental base evaluates its terms
+    once in the kernel against twice in XLA's loops, which outweighs writing the cotangent out.
     """
     if base is RELU or base is not BASES.get(base.name):
         return None
