@@ -11,7 +11,8 @@ interleaved with ``jax.nn.relu``'s gradient. Rows:
   to ``y`` only, so that XLA drops the parameter sums: what a one-pass kernel would approach.
 * at k = 2, ``xla_vjp`` (the same custom VJP with the pure-XLA backward), ``unrolled`` and
   ``naive`` (autodiff), as a ratio to the default in each round.
-* at k = 2 for the ReLU base, whose default backward is XLA's (``kernel_form``), ``kernel``:
+* at k = 2 for the ReLU base, whose default backward is XLA's (``kernel_form``), where the
+  kernel is built, ``kernel``:
   the kernel's ReLU form called directly (``kernel_vjp.with_kernel_vjp``), as a ratio to the
   default: what the kernel would give where the cotangent is already written out.
 
@@ -30,7 +31,7 @@ import jax.numpy as jnp
 from benchmarks.timing import interleaved_samples, ratio_spread
 from cpaf_jax import compile_options
 from cpaf_jax.activations.initializers import default_terms
-from cpaf_jax.ops import kernel_vjp
+from cpaf_jax.ops import cpu_kernel, kernel_vjp
 from cpaf_jax.ops.bases import resolve_base
 from cpaf_jax.ops.functional import cpaf
 from cpaf_jax.ops.sharing import param_shape
@@ -81,6 +82,8 @@ def _plan(mode: str):
 def _variants(jit: str, shape, ks, bases, sharings, y, g) -> dict:
     """``(jit, base, sharing, k, variant) -> zero-argument call`` of one compilation's rows."""
     relu = JITS[jit](jax.grad(lambda y, g: jnp.sum(jax.nn.relu(y) * g)))
+    # The kernel row needs the kernel: built, on CPU.
+    kernel = cpu_kernel.available() and jax.default_backend() == "cpu"
     fns = {(jit, "relu", "", 0, "jax.nn.relu"): functools.partial(relu, y, g)}
     for base in bases:
         for k in ks:
@@ -90,7 +93,7 @@ def _variants(jit: str, shape, ks, bases, sharings, y, g) -> dict:
             for k in ks:
                 f, a, b = _grad(base, k, sharing, shape, jit=jit)
                 fns[(jit, base, sharing, k, "default")] = functools.partial(f, y, g, a, b)
-            for impl in OTHER_IMPLEMENTATIONS + (("kernel",) if base == "relu" else ()):
+            for impl in OTHER_IMPLEMENTATIONS + (("kernel",) if base == "relu" and kernel else ()):
                 f, a, b = _grad(base, 2, sharing, shape, impl, jit=jit)
                 fns[(jit, base, sharing, 2, impl)] = functools.partial(f, y, g, a, b)
     return fns
