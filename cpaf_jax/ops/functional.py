@@ -293,8 +293,9 @@ def _cpaf_custom_bwd(base, res, g):
 @functools.cache
 def _backwards_of(base: Base):
     """``(kernel backward, XLA backward)`` with ``base`` bound, ``(y, a, b, g) -> (dy, da,
-    db)``: one pair of objects per base, so jit's caches see one key."""
-    kernel = functools.partial(kernel_vjp.terms_backward, kernel_vjp.base_spec(base.name))
+    db)``: one pair of objects per base, so jit's caches see one key. Only for a base with a
+    ``kernel_form``."""
+    kernel = functools.partial(kernel_vjp.terms_backward, kernel_form(base))
     return kernel, functools.partial(_xla_bwd, base)
 
 
