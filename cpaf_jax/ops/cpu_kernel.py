@@ -90,21 +90,34 @@ def backward(y: Array, g: Array, a: Array, b: Array, base_id: int) -> tuple[Arra
     """The kernel: input cotangent and the per-term sums over rows, on CPU.
 
     Args:
-      y, g: ``[R, M]`` float32, the input and the output cotangent in the row view.
+      y, g: float32 of one shape holding ``[R, M]`` in row-major order (``[R, M]`` itself, or
+        the input's own shape when its leading axes are the summed rows): the input and the
+        output cotangent. Left in their shape, what produced ``g`` is computed in it; reshaped,
+        XLA computes it in the ``[R, M]`` view, with index arithmetic per element.
       a, b: ``[k, M]`` float32, the parameters laid out along a row (terms first).
       base_id: the kernel's form: a value of ``BASE_IDS`` (a CPAF base) or a family's
         ``KernelSpec.base_id`` (other sums: see ``kernels/cpaf_cpu.cc``).
 
     Returns:
-      ``(dy, sa, sd)``: ``dy = g * sum_i a_i f'(y - b_i)`` of shape ``[R, M]``;
+      ``(dy, sa, sd)``: ``dy = g * sum_i a_i f'(y - b_i)`` in ``y``'s shape;
       ``sa_i = sum_rows g (f(y - b_i) - offset)`` and ``sd_i = sum_rows g f'(y - b_i)`` of
       shape ``[k, M]`` (Eq. 10-12: ``dL/da_i = sa_i``, ``dL/db_i = -a_i sd_i``). Under ``vmap``
       every input gains the batch axes in front (``vmap_method="broadcast_all"``).
+
+    Raises:
+      ValueError: ``y`` and ``g`` differ in shape, or their size is not a multiple of ``M``.
     """
+    m = a.shape[-1]
+    if y.shape != g.shape or (y.size % m if m else y.size):
+        raise ValueError(
+            f"cpu_kernel.backward: y{tuple(y.shape)} and g{tuple(g.shape)} must have one shape "
+            f"holding [R, M] rows of M = {m}, the parameters' row length"
+        )
     out = (
         jax.ShapeDtypeStruct(y.shape, jnp.float32),
         jax.ShapeDtypeStruct(a.shape, jnp.float32),
         jax.ShapeDtypeStruct(a.shape, jnp.float32),
     )
     call = jax.ffi.ffi_call(TARGET, out, vmap_method="broadcast_all")
-    return call(y, g, a, b, base=int(base_id), max_threads=_MAX_THREADS)
+    rows = y.size // m if m else 0
+    return call(y, g, a, b, base=int(base_id), max_threads=_MAX_THREADS, rows=rows)

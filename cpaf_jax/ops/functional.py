@@ -221,7 +221,10 @@ def _cpaf_custom_fwd(y, a, b, base):
     # Only the inputs are saved: f(y - b_i) is cheaper to recompute than to store k
     # activation-sized tensors. With a transcendental base the output is written once
     # (``materialize``): fused into several consumers (a max-pool and its backward's mask),
-    # XLA kept the k terms alive to the backward pass instead of z. A ReLU base is cheap
+    # XLA kept the k terms alive to the backward pass instead of z. On CPU it is written
+    # together with y, which the backward reads: when y is computed (a convolution plus its
+    # bias), XLA otherwise read the convolution's output twice, once for y and once for z, in
+    # the plain-JAX 4.2 step of BENCHMARKS.md section 2b. A ReLU base is cheap
     # enough for XLA to recompute z from y where it is needed, which keeps less alive; but on
     # CPU z is written once all the same (both custom VJPs share this forward): a reshape
     # max-pool's backward (max, tie count, select: three fusions) recomputed z in each, and
@@ -229,7 +232,10 @@ def _cpaf_custom_fwd(y, a, b, base):
     # array (BENCHMARKS.md section 2b).
     z = _forward_unrolled(y, a, b, base)
     if base is not RELU:
-        return R.materialize(z), (y, a, b)
+        z, y = jax.lax.platform_dependent(
+            z, y, cpu=R.materialize_pair, default=lambda z, y: (R.materialize(z), y)
+        )
+        return z, (y, a, b)
     return jax.lax.platform_dependent(z, cpu=R.materialize, default=lambda z: z), (y, a, b)
 
 

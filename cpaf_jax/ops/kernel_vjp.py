@@ -77,16 +77,15 @@ def applies(spec: KernelSpec | None, y: Array, a, dtype) -> bool:
 
 def sums(spec: KernelSpec, y: Array, g: Array, a: Array, b: Array):
     """``(dy, sa, sd)`` through ``cpu_kernel``: one pass over ``y`` and ``g`` in ``row_plan``'s
-    view (rows regrouped to at least ``MIN_COLUMNS`` wide), then the regrouped partial sums
-    added. ``dy`` has ``y``'s shape and dtype; ``sa``, ``sd`` (``cpu_kernel.backward``'s sums
-    over the shared axes) are float32 of ``a``'s shape."""
+    view (rows regrouped to at least ``MIN_COLUMNS`` wide; the same memory, so ``y`` and ``g``
+    go in their own shape), then the regrouped partial sums added. ``dy`` has ``y``'s shape and
+    dtype; ``sa``, ``sd`` (``cpu_kernel.backward``'s sums over the shared axes) are float32 of
+    ``a``'s shape."""
     k, p_shape = a.shape[-1], a.shape[:-1]
     plan = R.row_plan(tuple(y.shape), p_shape)
     f32 = jnp.float32
-    yv = plan.view(y.astype(f32)).reshape(plan.rows, -1)
-    gv = plan.view(g.astype(f32)).reshape(plan.rows, -1)
     at, bt = (plan.tile(p.astype(f32)).reshape(k, -1) for p in (a, b))
-    dy, sa, sd = cpu_kernel.backward(yv, gv, at, bt, spec.base_id)
+    dy, sa, sd = cpu_kernel.backward(y.astype(f32), g.astype(f32), at, bt, spec.base_id)
     sa, sd = (jnp.sum(s.reshape(k, plan.f, -1), axis=1) for s in (sa, sd))
     sa, sd = (jnp.moveaxis(s.reshape(k, *plan.kept), 0, -1).reshape(a.shape) for s in (sa, sd))
     return dy.reshape(y.shape).astype(y.dtype), sa, sd

@@ -100,6 +100,34 @@ def _materialize_jvp(primals, tangents):
     return materialize(x), t
 
 
+@jax.custom_jvp
+def materialize_pair(x: Array, y: Array) -> tuple[Array, Array]:
+    """``(x, y)``, both written by one loop: ``materialize`` for two same-shaped arrays.
+
+    One variadic product reduction, so that two arrays computed from the same operands (CPAF's
+    output and its input, both from a convolution plus a bias) are written in one pass over
+    those operands instead of two.
+
+    Args:
+      x, y: arrays of one shape (any dtypes).
+
+    Returns:
+      ``(x, y)``, their shapes, dtypes and values.
+    """
+    ops = (jnp.stack([x, jnp.ones_like(x)]), jnp.stack([y, jnp.ones_like(y)]))
+    inits = (jnp.ones((), x.dtype), jnp.ones((), y.dtype))
+    return tuple(jax.lax.reduce(ops, inits, _products, (0,)))
+
+
+def _products(acc, new):
+    return acc[0] * new[0], acc[1] * new[1]
+
+
+@materialize_pair.defjvp
+def _materialize_pair_jvp(primals, tangents):
+    return materialize_pair(*primals), tangents
+
+
 def reduced_axes(x_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
     """The axes of ``x_shape`` that broadcasting added or expanded to reach it from ``shape``."""
     lead = len(x_shape) - len(shape)

@@ -3,6 +3,8 @@ forward, for every sharing, and the materialised copy that stays out of YNN fusi
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +12,12 @@ import pytest
 
 from cpaf_jax.activations.elu import learned_elu
 from cpaf_jax.activations.prelu import prelu
-from cpaf_jax.ops.reductions import materialize, reduced_axes, unbroadcast_many
+from cpaf_jax.ops.reductions import (
+    materialize,
+    materialize_pair,
+    reduced_axes,
+    unbroadcast_many,
+)
 
 X_SHAPE = (16, 6, 5, 4)
 # Per element, per channel, shared, and shared along an inner axis only (no row plan).
@@ -79,6 +86,28 @@ def test_materialize_is_exact_and_stays_an_xla_loop():
     # product, which stays XLA's own loop.
     hlo = jax.jit(materialize).lower(x).compile().as_text()
     assert "ynn_fusion" not in hlo
+
+
+def test_materialize_pair_is_exact_one_loop_and_differentiable():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(64, 1024)), jnp.float32).at[0, :3].set([-0.0, jnp.nan, 7.0])
+    y = jnp.asarray(rng.integers(-5, 5, size=(64, 1024)), jnp.int32)
+    ox, oy = jax.jit(materialize_pair)(x, y)
+    np.testing.assert_array_equal(ox, x)
+    np.testing.assert_array_equal(oy, y)
+    assert ox.dtype == x.dtype and oy.dtype == y.dtype and bool(jnp.signbit(ox[0, 0]))
+    # Both written by one fusion from the same operands, never handed to YNNPACK.
+    hlo = jax.jit(lambda v: materialize_pair(jnp.tanh(v), v + 1.0)).lower(x).compile().as_text()
+    assert "ynn_fusion" not in hlo
+    assert len(re.findall(r"= \(f32\[64,1024\]\S*, f32\[64,1024\]\S*\) fusion\(", hlo)) == 1
+
+    def f(v):
+        p, q = materialize_pair(v**2, 3.0 * v)
+        return jnp.sum(p * q)
+
+    v = jnp.array([1.0, -2.0])
+    np.testing.assert_allclose(jax.grad(f)(v), 9.0 * v**2)
+    np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(jax.grad(f)(v)))(v), 18.0 * v)
 
 
 @pytest.mark.parametrize(

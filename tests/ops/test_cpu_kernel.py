@@ -109,6 +109,26 @@ def test_kernel_under_vmap_equals_each_member(rng):
             np.testing.assert_allclose(got[m], want, rtol=1e-6, atol=1e-6)
 
 
+def test_operands_in_their_own_shape_equal_the_row_view(rng):
+    """``y`` and ``g`` go to the kernel in the input's shape (rows: its leading axes), and
+    XLA's operands keep that shape, so the cotangent's producer is not computed in a view."""
+    y, g, a, b = _inputs(rng, (6, 5, 4, 3), (4, 3, 2))
+    at, bt = (jnp.asarray(p).reshape(12, 2).T for p in (a, b))
+    own = jax.jit(lambda *v: cpu_kernel.backward(*v, 1))(y, g, at, bt)
+    view = jax.jit(lambda y, g, *p: cpu_kernel.backward(y.reshape(6, 60), g.reshape(6, 60), *p, 1))
+    want = view(y.reshape(6, 5, 12), g.reshape(6, 5, 12), at, bt)
+    assert own[0].shape == y.shape
+    for got, w in zip(own, want, strict=True):
+        np.testing.assert_array_equal(np.asarray(got).ravel(), np.asarray(w).ravel())
+    hlo = _grads("custom_vjp", "sigmoid").lower(y, a, b, g).as_text()
+    (call,) = [line for line in hlo.splitlines() if f"custom_call @{cpu_kernel.TARGET}" in line]
+    assert call.count("tensor<6x5x4x3xf32>") == 3  # y, g and dy
+    with pytest.raises(ValueError, match="one shape"):
+        cpu_kernel.backward(y, g.reshape(6, 60), at, bt, 1)
+    with pytest.raises(ValueError, match="rows of M = 12"):
+        cpu_kernel.backward(y[:, :, :1], g[:, :, :1], at, bt, 1)
+
+
 @pytest.mark.parametrize("grads", ("default sigmoid", "kernel relu"))
 def test_a_nan_cotangent_makes_the_gradients_nan(rng, grads):
     y, g, a, b = _inputs(rng, (8, 40), (40, 2))

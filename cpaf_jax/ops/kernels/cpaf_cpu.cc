@@ -7,6 +7,10 @@
 //   a, b     : [*V, k, M]  terms first, broadcast along the rows
 //   sa, sd   : [*V, k, M]  sa_i = sum_r g (f(y - b_i) - offset), sd_i = sum_r g f'(y - b_i)
 // *V are vmap's batch dimensions (every input broadcast to them: vmap_method="broadcast_all").
+// y, g and dy keep the caller's shape (any shape holding [*V, R, M] in row-major order) and R
+// comes as the attribute "rows": reshaped to [R, M] as operands, they made XLA compute the
+// cotangent's producer (a max-pool's backward, say) in that view, with index arithmetic per
+// element (BENCHMARKS.md section 2b).
 //
 // APL (Agostinelli et al. 2014, h(y) = relu(y) + sum_s a_s relu(b_s - y)) is the base kApl:
 // f(u) = relu(-u) per hinge, and the fixed relu(y) adds [y > 0] to the input cotangent's sum.
@@ -276,14 +280,15 @@ struct Work {
 
 ffi::Error CpafBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> y, ffi::Buffer<ffi::F32> g,
                         ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b, int64_t base,
-                        int64_t max_threads, ffi::ResultBuffer<ffi::F32> dy,
+                        int64_t max_threads, int64_t rows, ffi::ResultBuffer<ffi::F32> dy,
                         ffi::ResultBuffer<ffi::F32> sa, ffi::ResultBuffer<ffi::F32> sd) {
-  auto yd = y.dimensions(), ad = a.dimensions();
-  if (yd.size() < 2 || ad.size() != yd.size()) {
-    return ffi::Error::InvalidArgument("cpaf_backward: y is [*V, R, M] and a is [*V, k, M]");
+  auto ad = a.dimensions();
+  if (ad.size() < 2 || rows < 0) {
+    return ffi::Error::InvalidArgument("cpaf_backward: y holds [*V, R, M] and a is [*V, k, M]");
   }
-  const int64_t m = yd.back(), rows = yd[yd.size() - 2], k = ad[ad.size() - 2];
-  if (ad.back() != m || g.element_count() != y.element_count() ||
+  const int64_t m = ad.back(), k = ad[ad.size() - 2];
+  const int64_t vk = m * k ? a.element_count() / (m * k) : 0;
+  if (y.element_count() != vk * rows * m || g.element_count() != y.element_count() ||
       a.element_count() != b.element_count()) {
     return ffi::Error::InvalidArgument("cpaf_backward: shapes of y, g, a, b disagree");
   }
@@ -341,6 +346,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(cpaf_backward_f32, CpafBackward,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("base")
                                   .Attr<int64_t>("max_threads")
+                                  .Attr<int64_t>("rows")
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
