@@ -34,7 +34,13 @@ extensions = [
     "myst_nb",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
-exclude_patterns = ["_build", "reproduction", "cli_intro.md", "**.ipynb_checkpoints", "jupyter_execute"]
+exclude_patterns = [
+    "_build",
+    "reproduction",
+    "cli_intro.md",
+    "**.ipynb_checkpoints",
+    "jupyter_execute",
+]
 templates_path = ["_templates"]
 
 # API reference: the public names, by task (docs/api/*.md), each documented under the name a
