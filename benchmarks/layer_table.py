@@ -2,8 +2,9 @@
 
 At the first FashionNet layer's shape, ``y: [128, 26, 26, 16]`` float32, each variant is the
 jitted gradient of ``sum(cpaf(y, a, b) * g)`` with respect to ``y``, ``a`` and ``b`` (the
-forward pass is dead code there, as the backward pass of a layer is in training), timed
-interleaved with ``jax.nn.relu``'s gradient. Rows:
+forward's value is not used; on CPU the sigmoid and tanh bases' forward writes it together
+with ``y`` all the same, which copies ``y`` here, where it is an input), timed interleaved with
+``jax.nn.relu``'s gradient. Rows:
 
 * ``default``: ``cpaf_jax.cpaf`` with its default implementation, per base, sharing and k;
   the ratio to ReLU and to k = 2 of the same base and sharing (median [range] over rounds).

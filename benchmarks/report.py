@@ -100,7 +100,10 @@ def _layer_table(lt: dict) -> list[str]:
         f"### 1b. The CPAF layer for k = 1..8, every base and sharing ({lt['shape']}, float32)",
         "",
         "Gradient of `sum(cpaf(y, a, b) * g)` for `y`, `a`, `b` (forward+backward; the forward "
-        "value is dead code, as in training), interleaved with `jax.nn.relu`'s. `default`: "
+        "value is not used, but on CPU the sigmoid and tanh bases' forward still writes it "
+        "together with `y`: here `y` is an input, so that copies it, where in a network `y` is "
+        "usually computed, a convolution plus its bias, and one pass writes both), interleaved "
+        "with `jax.nn.relu`'s. `default`: "
         "`cpaf`'s default, the custom VJP whose backward is the one-pass CPU kernel "
         "(`cpaf_jax.ops.cpu_kernel`) for the sigmoid and tanh bases and XLA's for the ReLU "
         "base (which fuses the cotangent's producer in a network: section 2b). "

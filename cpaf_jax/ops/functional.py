@@ -224,7 +224,8 @@ def _cpaf_custom_fwd(y, a, b, base):
     # XLA kept the k terms alive to the backward pass instead of z. On CPU it is written
     # together with y, which the backward reads: when y is computed (a convolution plus its
     # bias), XLA otherwise read the convolution's output twice, once for y and once for z, in
-    # the plain-JAX 4.2 step of BENCHMARKS.md section 2b. A ReLU base is cheap
+    # the plain-JAX 4.2 step of BENCHMARKS.md section 2b; where y is already a buffer of its
+    # own (a layer timed alone, section 1b) this writes a copy of it. A ReLU base is cheap
     # enough for XLA to recompute z from y where it is needed, which keeps less alive; but on
     # CPU z is written once all the same (both custom VJPs share this forward): a reshape
     # max-pool's backward (max, tie count, select: three fusions) recomputed z in each, and
