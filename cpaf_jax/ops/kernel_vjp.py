@@ -88,7 +88,7 @@ def sums(spec: KernelSpec, y: Array, g: Array, a: Array, b: Array):
     dy, sa, sd = cpu_kernel.backward(y.astype(f32), g.astype(f32), at, bt, spec.base_id)
     sa, sd = (jnp.sum(s.reshape(k, plan.f, -1), axis=1) for s in (sa, sd))
     sa, sd = (jnp.moveaxis(s.reshape(k, *plan.kept), 0, -1).reshape(a.shape) for s in (sa, sd))
-    return dy.reshape(y.shape).astype(y.dtype), sa, sd
+    return dy.astype(y.dtype), sa, sd
 
 
 def terms_backward(spec: KernelSpec, y: Array, a: Array, b: Array, g: Array):

@@ -116,7 +116,7 @@ def test_operands_in_their_own_shape_equal_the_row_view(rng):
     at, bt = (jnp.asarray(p).reshape(12, 2).T for p in (a, b))
     own = jax.jit(lambda *v: cpu_kernel.backward(*v, 1))(y, g, at, bt)
     view = jax.jit(lambda y, g, *p: cpu_kernel.backward(y.reshape(6, 60), g.reshape(6, 60), *p, 1))
-    want = view(y.reshape(6, 5, 12), g.reshape(6, 5, 12), at, bt)
+    want = view(y, g, at, bt)
     assert own[0].shape == y.shape
     for got, w in zip(own, want, strict=True):
         np.testing.assert_array_equal(np.asarray(got).ravel(), np.asarray(w).ravel())
