@@ -216,9 +216,10 @@ def recovers(by: dict, base: str, half: str) -> bool | None:
 
 
 GAIN_WORDS = {
-    (False, True): "learning the shifts b alone recovers the gain: it is the untied "
-    "per-element shift (a bias inside each term), not the learned scales",
-    (True, False): "learning the scales a alone recovers the gain: it is the shape, not the shift",
+    (False, True): "learning the shifts b alone recovers the gain and learning the scales a "
+    "alone does not: the untied per-element shift (a bias inside each term) is enough",
+    (True, False): "learning the scales a alone recovers the gain and learning the shifts b "
+    "alone does not: the learned scales are enough",
     (True, True): "either half alone recovers the gain",
     (False, False): "neither half alone recovers the gain: it needs both a and b",
     (None, True): "learning the shifts b alone recovers the gain; whether the scales a alone "

@@ -161,8 +161,9 @@ def _half(a_vs_frozen, both_vs_a, b_vs_frozen, both_vs_b, base="cpaf_relu"):
 
 @pytest.mark.parametrize(
     ("calls", "phrase"),
-    [(("open", "higher", "higher", "tie"), "learning the shifts b alone recovers the gain: it "
-      "is the untied"), (("higher", "lower", "higher", "higher"), "the scales a alone"),
+    [(("open", "higher", "higher", "tie"), "learning the shifts b alone recovers the gain and "
+      "learning the scales a alone does not: the untied"),
+     (("higher", "lower", "higher", "higher"), "the scales a alone recovers the gain and"),
      (("higher", "tie", "higher", "tie"), "either half alone"),
      (("higher", "higher", "higher", "higher"), "neither half alone recovers the gain: it needs"),
      # A non-significant difference from learning both is not a tie: nothing is recovered.
