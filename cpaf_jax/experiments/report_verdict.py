@@ -223,8 +223,11 @@ def stage_bullets(rows: list[dict]) -> list[str]:
     out.append("- **Learning only a or only b**: " + (st.half_reading(half) if half else
                "pending (no row at its re-tuned rate with all its seeds yet)."))  # fmt: skip
     thirty = st.long_tests(rows, "long") if rf.labels_in(rows, "long", ()) else []
+    # While some rows are missing, the sentence covers only the pairs among the rows there.
+    waiting = st.pending_seeds(rows, st.rt.LONG_ACTIVATIONS, "long", st.rt.LONG_SEEDS)
+    so_far = f" So far, among the rows trained; pending: {', '.join(waiting)}." if waiting else ""
     out.append(f"- **{st.rt.LONG_EPOCHS} epochs**: " + (st.ranking_sentence(
-        st.long_tests(rows, "final"), thirty) if thirty else "pending."))  # fmt: skip
+        st.long_tests(rows, "final"), thirty) + so_far if thirty else "pending."))  # fmt: skip
     feats = features_verdict(rows)
     if feats:
         out.append(f"- {feats}")

@@ -112,6 +112,15 @@ def test_the_report_says_what_is_pending_now_and_fills_it_later(now, later):
     assert "## Verdict" in done and "The ranking" in done
 
 
+def test_the_30_epoch_verdict_says_which_rows_it_still_waits_for(later):
+    partial = [r for r in later if not (r["stage"] == "long" and r["label"] == "relu")]
+    line = next(x for x in rv.stage_bullets(partial) if x.startswith("- **30 epochs**"))
+    assert "The ranking" in line
+    assert line.endswith("So far, among the rows trained; pending: relu (0 of 10).")
+    full = next(x for x in rv.stage_bullets(later) if x.startswith("- **30 epochs**"))
+    assert "The ranking" in full and "pending" not in full
+
+
 def test_regenerating_the_later_report_gives_the_same_file(tmp_path, later):
     csv_path = repro_later.write(tmp_path / "runs.csv", later)
     docs = []
