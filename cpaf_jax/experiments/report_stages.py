@@ -246,6 +246,25 @@ def long_tests(rows: list[dict], stage: str) -> list[dict]:
     return rp.judged_tests(pairs, lambda a: rf.select(rows, stage, a, rate[a]))
 
 
+def longer_tests(rows: list[dict]) -> list[dict]:
+    """Each 30-epoch row against the same row at 10 epochs and the same rate, paired over the
+    seeds both have (a seed gives both runs the same initial weights and data order)."""
+    runs = {}
+    for a in rf.labels_in(rows, "long", rt.LONG_ACTIVATIONS):
+        lr = rf.select(rows, "long", a)[0]["lr"]
+        runs[f"{a} at {rt.LONG_EPOCHS}"] = rf.select(rows, "long", a, lr)
+        runs[f"{a} at 10"] = rf.select(rows, "final", a, lr)
+    pairs = [(x, y) for x, y in zip(list(runs)[::2], list(runs)[1::2], strict=True)]
+    return rp.judged_tests(pairs, runs.__getitem__)
+
+
+def longer_sentence(tests: list[dict]) -> str:
+    """What the extra epochs did to each row, in one sentence."""
+    return (f"{rt.LONG_EPOCHS} epochs against 10, row by row: " + "; ".join(
+        f"{rf.name(t['x'].rsplit(' at ', 1)[0])} {rf.pp(t['mean'])} pp, {rp.call_words(t)}"
+        for t in tests) + ".")  # fmt: skip
+
+
 def ranking_holds(ten: list[dict], thirty: list[dict]) -> list[str]:
     """The pairs whose significant direction flips between 10 and 30 epochs."""
     flips = []
@@ -274,8 +293,8 @@ def _long_line(rows: list[dict], label: str) -> str:
 
 
 def long_section(rows: list[dict]) -> list[str]:
-    """30-epoch training beside 10 epochs at the same rate, its pairs, and whether the
-    ranking holds."""
+    """30-epoch training beside 10 epochs at the same rate, its pairs, whether the ranking
+    holds, and each row against itself at 10 epochs."""
     lines = ["## Longer training: does the ranking hold?", "",
              f"{', '.join(rt.LONG_ACTIVATIONS)} for {rt.LONG_EPOCHS} epochs at their re-tuned "
              f"rates, {rt.LONG_SEEDS} seeds, on the test set, beside the same rows at 10 epochs "
@@ -291,6 +310,10 @@ def long_section(rows: list[dict]) -> list[str]:
         lines += [f"Pairs at {rt.LONG_EPOCHS} epochs (Holm over this table):", "",
                   *rp.judged_table(thirty), "The same pairs at 10 epochs and the same rates:",
                   "", *rp.judged_table(ten), ranking_sentence(ten, thirty), ""]  # fmt: skip
+        longer = longer_tests(rows)
+        lines += [f"Each row at {rt.LONG_EPOCHS} epochs against itself at 10 (same rate, paired "
+                  "over its seeds; Holm over this table):", "", *rp.judged_table(longer),
+                  longer_sentence(longer), ""]  # fmt: skip
     if pending:
         lines += [f"Pending: the {rt.LONG_EPOCHS}-epoch rows (seeds so far): "
                   f"{', '.join(pending)}.", ""]  # fmt: skip

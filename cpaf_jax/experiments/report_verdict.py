@@ -227,7 +227,8 @@ def stage_bullets(rows: list[dict]) -> list[str]:
     waiting = st.pending_seeds(rows, st.rt.LONG_ACTIVATIONS, "long", st.rt.LONG_SEEDS)
     so_far = f" So far, among the rows trained; pending: {', '.join(waiting)}." if waiting else ""
     out.append(f"- **{st.rt.LONG_EPOCHS} epochs**: " + (st.ranking_sentence(
-        st.long_tests(rows, "final"), thirty) + so_far if thirty else "pending."))  # fmt: skip
+        st.long_tests(rows, "final"), thirty) + " " + st.longer_sentence(st.longer_tests(rows))
+        + so_far if thirty else "pending."))  # fmt: skip
     feats = features_verdict(rows)
     if feats:
         out.append(f"- {feats}")

@@ -209,6 +209,28 @@ def test_long_section_compares_thirty_epochs_with_ten_at_the_same_rate(later):
         assert cells[6] == f"{ten.mean() * 100:.2f}" and cells[8] == str(len(ten))
 
 
+def test_each_row_at_30_epochs_is_paired_with_itself_at_10_and_matches_scipy(later):
+    tests = st.longer_tests(later)
+    assert [t["x"] for t in tests] == [f"{a} at 30" for a in st.rt.LONG_ACTIVATIONS]
+    p = []
+    for t in tests:
+        label = t["x"].rsplit(" at ", 1)[0]
+        lr = next(r["lr"] for r in later if r["stage"] == "long" and r["label"] == label)
+        thirty, ten = _acc(later, "long", label, lr), _acc(later, "final", label, lr)
+        seeds = sorted(set(thirty) & set(ten))
+        diff = np.array([thirty[s] - ten[s] for s in seeds])
+        assert t["y"] == f"{label} at 10" and t["n"] == len(seeds) >= 2
+        assert math.isclose(t["mean"], diff.mean(), abs_tol=1e-12)
+        p.append(stats.ttest_1samp(diff, 0.0).pvalue)
+        assert math.isclose(t["p"], p[-1], rel_tol=1e-9)
+    assert np.allclose([t["holm"] for t in tests], _holm(np.array(p)))
+    section = "\n".join(st.long_section(later))
+    assert "| cpaf_sigmoid at 30 - cpaf_sigmoid at 10 |" in section
+    assert st.longer_sentence(tests) in section
+    line = next(x for x in rv.stage_bullets(later) if x.startswith("- **30 epochs**"))
+    assert st.longer_sentence(tests) in line and line.count("CPAF-sigmoid") == 1
+
+
 def test_retune_section_reports_changes_edges_and_margins(later):
     section = "\n".join(st.retune_section(later))
     line = next(ln for ln in section.splitlines() if ln.startswith("| prelu |"))
