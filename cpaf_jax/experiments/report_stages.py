@@ -259,10 +259,13 @@ def longer_tests(rows: list[dict]) -> list[dict]:
 
 
 def longer_sentence(tests: list[dict]) -> str:
-    """What the extra epochs did to each row, in one sentence."""
-    return (f"{rt.LONG_EPOCHS} epochs against 10, row by row: " + "; ".join(
-        f"{rf.name(t['x'].rsplit(' at ', 1)[0])} {rf.pp(t['mean'])} pp, {rp.call_words(t)}"
-        for t in tests) + ".")  # fmt: skip
+    """What the extra epochs did to each row, in one sentence (one reading when all share it)."""
+    names = [f"{rf.name(t['x'].rsplit(' at ', 1)[0])} {rf.pp(t['mean'])} pp" for t in tests]
+    head = f"{rt.LONG_EPOCHS} epochs against 10, row by row (paired): "
+    if len({t["call"] for t in tests}) == 1:
+        return f"{head}{rp.call_words(tests[0])} for every row ({', '.join(names)})."
+    calls = [rp.call_words(t) for t in tests]
+    return head + "; ".join(f"{n}, {c}" for n, c in zip(names, calls, strict=True)) + "."
 
 
 def ranking_holds(ten: list[dict], thirty: list[dict]) -> list[str]:
@@ -274,14 +277,36 @@ def ranking_holds(ten: list[dict], thirty: list[dict]) -> list[str]:
     return flips
 
 
+def significance_changes(ten: list[dict], thirty: list[dict]) -> tuple[list[str], list[str]]:
+    """``(lost, gained)``: the pairs significant at 10 epochs and not at 30, and the reverse
+    (a sign flip counts in neither: :func:`ranking_holds` names it)."""
+    sig = ("higher", "lower")
+    lost = [f"{rf.name(a['x'])} - {rf.name(a['y'])}" for a, b in zip(ten, thirty, strict=True)
+            if a["call"] in sig and b["call"] not in sig]  # fmt: skip
+    gained = [f"{rf.name(a['x'])} - {rf.name(a['y'])}" for a, b in zip(ten, thirty, strict=True)
+              if b["call"] in sig and a["call"] not in sig]  # fmt: skip
+    return lost, gained
+
+
 def ranking_sentence(ten: list[dict], thirty: list[dict]) -> str:
-    """Whether the ranking holds from 10 to 30 epochs, in one sentence."""
+    """Whether the ranking holds from 10 to 30 epochs, and which differences lose or gain
+    significance (the 30-epoch rows have fewer seeds, so less power)."""
     flips = ranking_holds(ten, thirty)
     if flips:
-        return ("The ranking does not hold: the significant difference changes sign for "
+        text = ("The ranking does not hold: the significant difference changes sign for "
                 f"{', '.join(flips)}.")  # fmt: skip
-    return (f"The ranking holds: no significant difference changes sign between 10 and "
-            f"{rt.LONG_EPOCHS} epochs.")  # fmt: skip
+    else:
+        text = (f"The ranking holds: no significant difference changes sign between 10 and "
+                f"{rt.LONG_EPOCHS} epochs.")  # fmt: skip
+    lost, gained = significance_changes(ten, thirty)
+    n30 = max((t["n"] for t in thirty), default=0)
+    n10 = max((t["n"] for t in ten), default=0)
+    if lost:
+        text += (f" Significant at 10 epochs but not at {rt.LONG_EPOCHS} ({n30} seeds against "
+                 f"{n10}): {', '.join(lost)}.")  # fmt: skip
+    if gained:
+        text += f" Significant only at {rt.LONG_EPOCHS} epochs: {', '.join(gained)}."
+    return text
 
 
 def _long_line(rows: list[dict], label: str) -> str:
