@@ -159,7 +159,7 @@ inline void swish_rows_step(const float* __restrict__ y, const float* __restrict
     for (int q = 0; q < RB; ++q) {
       const float x = y[(r + q) * m + j], gg = g[(r + q) * m + j];
       const float h = half_tanh_half(bj * x);  // sigmoid(beta x) - 1/2
-      const float sp = 0.25f - h * h;                     // s (1 - s)
+      const float sp = 0.25f - h * h;          // s (1 - s)
       dy[(r + q) * m + j] = gg * (0.5f + h + bj * x * sp);
       t += gg * x * x * sp;
     }
