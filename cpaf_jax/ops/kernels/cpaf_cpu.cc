@@ -25,7 +25,9 @@
 // pass over M that updates the k per-term sums in place, and rows are split over the
 // intra-op thread pool, each chunk with its own partial sums, added at the end.
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -40,50 +42,56 @@ namespace {
 
 enum BaseId : int64_t { kRelu = 0, kSigmoid = 1, kTanh = 2, kApl = 3, kPau = 4, kSwish = 5 };
 
-// Eigen's (and XLA:CPU's) rational float tanh: branch-free, so the loop vectorises; within a
-// few ulp of tanh. A NaN passes through (the comparisons below keep it).
-inline float fast_tanh(float x) {
-  const float c = 7.90531110763549805f;
+// Eigen's (and XLA:CPU's) rational float tanh: x p(x^2) / q(x^2) on x clamped to
+// +-kTanhClamp, coefficients from the highest power of x^2 down.
+constexpr float kTanhClamp = 7.90531110763549805f;
+constexpr std::array<float, 7> kTanhP = {
+    -2.76076847742355e-16f, 2.00018790482477e-13f, -8.60467152213735e-11f,
+    5.12229709037114e-08f,  1.48572235717979e-05f, 6.37261928875436e-04f,
+    4.89352455891786e-03f};
+constexpr std::array<float, 4> kTanhQ = {1.19825839466702e-06f, 1.18534705686654e-04f,
+                                         2.26843463243900e-03f, 4.89352518554385e-03f};
+
+// Coefficients c (highest power first) each times r^(its power + extra).
+template <size_t N>
+constexpr std::array<float, N> scaled(const std::array<float, N>& c, float r, size_t extra) {
+  std::array<float, N> out{};
+  for (size_t i = 0; i < N; ++i) {
+    float s = 1.0f;
+    for (size_t e = 0; e < N - 1 - i + extra; ++e) s *= r;
+    out[i] = c[i] * s;
+  }
+  return out;
+}
+
+// kHalf = false: tanh(x), branch-free, so the loop vectorises; within a few ulp of tanh. Near 0
+// this is x * 0.99999987 (XLA switches to x there; the difference is 1.3e-7 x).
+// kHalf = true: sigmoid(x) - 1/2 = 0.5 tanh(0.5 x), with both halvings folded into the clamp
+// and coefficients: on w = x^2 = 4 (x/2)^2, p's coefficient of power j is scaled by 4^-(j+1)
+// (the last 1/4 is the two halvings of the result) and q's by 4^-j. Each factor is a power of
+// two, so every rounding (fused or not) is the one of 0.5f * tanh<false>(0.5f * x), with two
+// multiplies fewer per term: the backward's arithmetic bounds its speed. Checked over all 2^32
+// floats: bit for bit wherever |x| >= 2^-116; below that both round to within a subnormal of 0.
+// A NaN passes through (the comparisons keep it).
+template <bool kHalf>
+inline float rational_tanh(float x) {
+  constexpr float r = kHalf ? 0.25f : 1.0f;
+  constexpr float c = kHalf ? 2.0f * kTanhClamp : kTanhClamp;
+  constexpr std::array<float, 7> p_c = scaled(kTanhP, r, 1);
+  constexpr std::array<float, 4> q_c = scaled(kTanhQ, r, 0);
   float xc = x > c ? c : (x < -c ? -c : x);
-  float x2 = xc * xc;
-  float p = -2.76076847742355e-16f;
-  p = p * x2 + 2.00018790482477e-13f;
-  p = p * x2 + -8.60467152213735e-11f;
-  p = p * x2 + 5.12229709037114e-08f;
-  p = p * x2 + 1.48572235717979e-05f;
-  p = p * x2 + 6.37261928875436e-04f;
-  p = p * x2 + 4.89352455891786e-03f;
-  float q = 1.19825839466702e-06f;
-  q = q * x2 + 1.18534705686654e-04f;
-  q = q * x2 + 2.26843463243900e-03f;
-  q = q * x2 + 4.89352518554385e-03f;
-  // Near 0 this is x * 0.99999987 (XLA switches to x there; the difference is 1.3e-7 x).
+  float w = xc * xc;
+  float p = p_c[0];
+#pragma GCC unroll 8
+  for (size_t i = 1; i < p_c.size(); ++i) p = p * w + p_c[i];
+  float q = q_c[0];
+#pragma GCC unroll 8
+  for (size_t i = 1; i < q_c.size(); ++i) q = q * w + q_c[i];
   return xc * p / q;
 }
 
-// sigmoid(u) - 1/2 = 0.5 tanh(0.5 u): fast_tanh with both halvings folded into its clamp and
-// coefficients. Each is a power of two, so every rounding (fused or not) is the one of
-// 0.5f * fast_tanh(0.5f * u), with two multiplies fewer per term: the backward's arithmetic
-// bounds its speed. Checked over all 2^32 floats: bit for bit wherever |u| >= 2^-116; below
-// that both round to within a subnormal of 0. With w = uc^2 = 4 x2, p's j-th coefficient is
-// scaled by 4^-(j+1) (the last 1/4 is the two halvings of the result) and q's by 4^-j.
-inline float half_tanh_half(float u) {
-  const float c = 2.0f * 7.90531110763549805f;
-  float uc = u > c ? c : (u < -c ? -c : u);
-  float w = uc * uc;
-  float p = -2.76076847742355e-16f * 0x1p-14f;
-  p = p * w + 2.00018790482477e-13f * 0x1p-12f;
-  p = p * w + -8.60467152213735e-11f * 0x1p-10f;
-  p = p * w + 5.12229709037114e-08f * 0x1p-8f;
-  p = p * w + 1.48572235717979e-05f * 0x1p-6f;
-  p = p * w + 6.37261928875436e-04f * 0x1p-4f;
-  p = p * w + 4.89352455891786e-03f * 0x1p-2f;
-  float q = 1.19825839466702e-06f * 0x1p-6f;
-  q = q * w + 1.18534705686654e-04f * 0x1p-4f;
-  q = q * w + 2.26843463243900e-03f * 0x1p-2f;
-  q = q * w + 4.89352518554385e-03f;
-  return uc * p / q;
-}
+inline float fast_tanh(float x) { return rational_tanh<false>(x); }
+inline float half_tanh_half(float u) { return rational_tanh<true>(u); }
 
 // (f(u) - offset, f'(u)) of each base, as cpaf_jax/ops/bases.py defines them.
 template <int B>
