@@ -237,12 +237,17 @@ def gain_source(by: dict, base: str) -> str:
     return GAIN_WORDS.get(key, "what the gain is made of is not determined at this sample size")
 
 
+def long_rates(rows: list[dict]) -> dict[str, str]:
+    """label -> the rate its 30-epoch row trained at, for the rows that have one."""
+    labels = rf.labels_in(rows, "long", rt.LONG_ACTIVATIONS)
+    return {a: rf.select(rows, "long", a)[0]["lr"] for a in labels}
+
+
 def long_tests(rows: list[dict], stage: str) -> list[dict]:
     """Pairs among the 30-epoch rows: at 30 epochs (``stage="long"``) or at 10 epochs
     (``"final"``), each at the rate its 30-epoch row trained at."""
-    labels = rf.labels_in(rows, "long", rt.LONG_ACTIVATIONS)
-    rate = {a: rf.select(rows, "long", a)[0]["lr"] for a in labels}
-    pairs = list(itertools.combinations(labels, 2))
+    rate = long_rates(rows)
+    pairs = list(itertools.combinations(rate, 2))
     return rp.judged_tests(pairs, lambda a: rf.select(rows, stage, a, rate[a]))
 
 
@@ -250,8 +255,7 @@ def longer_tests(rows: list[dict]) -> list[dict]:
     """Each 30-epoch row against the same row at 10 epochs and the same rate, paired over the
     seeds both have (a seed gives both runs the same initial weights and data order)."""
     runs = {}
-    for a in rf.labels_in(rows, "long", rt.LONG_ACTIVATIONS):
-        lr = rf.select(rows, "long", a)[0]["lr"]
+    for a, lr in long_rates(rows).items():
         runs[f"{a} at {rt.LONG_EPOCHS}"] = rf.select(rows, "long", a, lr)
         runs[f"{a} at 10"] = rf.select(rows, "final", a, lr)
     pairs = [(x, y) for x, y in zip(list(runs)[::2], list(runs)[1::2], strict=True)]
@@ -281,11 +285,10 @@ def significance_changes(ten: list[dict], thirty: list[dict]) -> tuple[list[str]
     """``(lost, gained)``: the pairs significant at 10 epochs and not at 30, and the reverse
     (a sign flip counts in neither: :func:`ranking_holds` names it)."""
     sig = ("higher", "lower")
-    lost = [f"{rf.name(a['x'])} - {rf.name(a['y'])}" for a, b in zip(ten, thirty, strict=True)
-            if a["call"] in sig and b["call"] not in sig]  # fmt: skip
-    gained = [f"{rf.name(a['x'])} - {rf.name(a['y'])}" for a, b in zip(ten, thirty, strict=True)
-              if b["call"] in sig and a["call"] not in sig]  # fmt: skip
-    return lost, gained
+    pairs = [(f"{rf.name(a['x'])} - {rf.name(a['y'])}", a["call"] in sig, b["call"] in sig)
+             for a, b in zip(ten, thirty, strict=True)]  # fmt: skip
+    return [n for n, s10, s30 in pairs if s10 and not s30], [
+        n for n, s10, s30 in pairs if s30 and not s10]  # fmt: skip
 
 
 def ranking_sentence(ten: list[dict], thirty: list[dict]) -> str:
