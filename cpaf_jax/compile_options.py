@@ -32,6 +32,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from cpaf_jax import host_memory
+
 #: Options applied to XLA:CPU compilations: an empty YNN fusion list turns YNN fusions off.
 CPU_OPTIONS: dict[str, str] = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
@@ -132,6 +134,8 @@ def jit(fun: Callable, *, platform: str | None = None, **jit_kwargs) -> Callable
       **jit_kwargs: passed to ``jax.jit`` (``donate_argnums``, shardings...).
     """
     opts = compiler_options(platform)
+    if (platform or jax.default_backend()) == "cpu":
+        host_memory.keep_freed_memory()  # the same steps, without paging in their temporaries
     if opts is None:
         return jax.jit(fun, **jit_kwargs)
     # The caller's own options win over ours.

@@ -99,6 +99,7 @@ def cpaf_max_pool_2x2(
     # returns each cotangent in its input's dtype.
     dtype = jnp.result_type(y, bias)
     y, bias, a, b = match_vma(y.astype(dtype), bias.astype(dtype), a, b)  # see ops/vma.py
+    F.keep_host_memory()
     return _fused(y, bias, a, b, base)
 
 
