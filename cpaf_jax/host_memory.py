@@ -2,22 +2,24 @@
 again on every step.
 
 XLA:CPU allocates each execution's temporary buffers with ``malloc`` and frees them when the
-execution ends. glibc's ``malloc`` moves two thresholds as a process runs: allocations above the
-*mmap threshold* are mapped and unmapped each time, and free memory above the *trim threshold*
-at the top of a heap is handed back to the kernel. Either way the next step writes to fresh
-pages and takes a page fault on each of them. Where the thresholds end up depends on everything the
-process allocated before, so the same jitted training step ran without faults in one process
-and paged in its temporaries on every step in the next. A step with more temporary memory (a
-parametric activation keeps its input for the backward pass) fell into that state more often
-than its ReLU counterpart, which made the cost ratio between them a lottery.
+execution ends. glibc gives memory back to the kernel in three ways: an allocation above the
+*mmap threshold* is mapped and unmapped each time; free memory above the *trim threshold* at
+the top of a heap is released; and a thread arena's heap is unmapped as soon as it is entirely
+free, unless the arena would keep less than the *top pad*. After any of them the next step
+writes to fresh pages and takes a page fault on each. The thresholds move as the process runs,
+and which thread's arena holds which buffer depends on what ran before, so the same jitted
+training step ran without faults in one process, while in the next an XLA worker thread mapped
+a heap for the step's temporaries and unmapped it at the end of every step. A step with more
+temporary memory (a parametric activation keeps its input for the backward pass) fell into that
+state more often than its ReLU counterpart, which made the cost ratio between them a lottery.
 
-``keep_freed_memory`` fixes these once: allocations up to ``MMAP_THRESHOLD`` come from a heap,
-up to ``TRIM_THRESHOLD`` of free memory stays in it, and a thread's heap is not unmapped when
-it empties (``TOP_PAD``). It runs when ``cpaf``
-or ``cpaf_jax.jit`` is first traced on the CPU backend (importing the package changes
-nothing), only with glibc, and never where the process chose its own ``malloc`` settings
-(``MALLOC_*_`` variables, ``glibc.malloc`` tunables) or ``CPAF_JAX_MALLOC=0`` is set. The
-price is memory the process keeps after freeing it, which no longer shrinks between steps.
+``keep_freed_memory`` fixes all three once: allocations up to ``MMAP_THRESHOLD`` come from a
+heap, up to ``TRIM_THRESHOLD`` of free memory stays in it, and a thread's heap is not unmapped
+when it empties (``TOP_PAD``). It runs when ``cpaf``, ``cpaf_max_pool_2x2`` or
+``cpaf_jax.jit`` is first traced for the CPU backend (importing the package changes nothing),
+only with glibc, and never where the process chose its own ``malloc`` settings (``MALLOC_*_``
+variables, ``glibc.malloc`` tunables) or ``CPAF_JAX_MALLOC=0`` is set. The price is memory the
+process keeps after freeing it, which no longer shrinks between steps.
 """
 
 from __future__ import annotations
