@@ -254,11 +254,11 @@ def long_tests(rows: list[dict], stage: str) -> list[dict]:
 def longer_tests(rows: list[dict]) -> list[dict]:
     """Each 30-epoch row against the same row at 10 epochs and the same rate, paired over the
     seeds both have (a seed gives both runs the same initial weights and data order)."""
-    runs = {}
+    runs, pairs = {}, []
     for a, lr in long_rates(rows).items():
-        runs[f"{a} at {rt.LONG_EPOCHS}"] = rf.select(rows, "long", a, lr)
-        runs[f"{a} at 10"] = rf.select(rows, "final", a, lr)
-    pairs = [(x, y) for x, y in zip(list(runs)[::2], list(runs)[1::2], strict=True)]
+        x, y = f"{a} at {rt.LONG_EPOCHS}", f"{a} at 10"
+        runs[x], runs[y] = rf.select(rows, "long", a, lr), rf.select(rows, "final", a, lr)
+        pairs.append((x, y))
     return rp.judged_tests(pairs, runs.__getitem__)
 
 
