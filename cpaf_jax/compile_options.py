@@ -133,8 +133,9 @@ def jit(fun: Callable, *, platform: str | None = None, **jit_kwargs) -> Callable
       platform: the backend it will run on; ``None`` for ``jax.default_backend()``.
       **jit_kwargs: passed to ``jax.jit`` (``donate_argnums``, shardings...).
     """
+    platform = platform or jax.default_backend()
     opts = compiler_options(platform)
-    if (platform or jax.default_backend()) == "cpu":
+    if platform == "cpu":
         host_memory.keep_freed_memory()  # the same steps, without paging in their temporaries
     if opts is None:
         return jax.jit(fun, **jit_kwargs)
