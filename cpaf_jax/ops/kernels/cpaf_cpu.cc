@@ -113,9 +113,17 @@ inline void centered_and_df(float u, float& c, float& d) {
   }
 }
 
-// Columns per block: the block's 2k running sums (2 * 8 * 256 floats at most) stay in L1 while
-// every row of the block streams past.
-constexpr int64_t kBlock = 256;
+// Columns are split between threads in whole grains, so each chunk starts on a vector boundary.
+constexpr int64_t kGrain = 256;
+
+// Columns per block for K terms: the block's 2K running sums (32768 floats) stay in L2 while
+// the block's rows stream past in order, each read in long contiguous pieces. Blocks of 256
+// columns, whose sums fit in L1, read each row in short pieces a row's length apart, which ran
+// slower at large batches when both layouts were timed side by side.
+template <int K>
+constexpr int64_t block_columns() {
+  return 16384 / K;
+}
 
 // PAU's rows r.. r+RB-1 of columns [jb, je): P, P', Q, Q' by Horner (no power of |y| is
 // formed before the sums), dy = g (P' - F Q') / Q, and the K + K sums above.
@@ -238,6 +246,7 @@ void block_pass(const float* __restrict__ y, const float* __restrict__ g,
                 float* __restrict__ dy, float* __restrict__ sa, float* __restrict__ sd,
                 int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t m) {
   constexpr int RB = 4;
+  constexpr int64_t kBlock = block_columns<K>();
   for (int64_t jb = j0; jb < j1; jb += kBlock) {
     const int64_t je = std::min(j1, jb + kBlock);
     int64_t r = r0;
@@ -340,11 +349,11 @@ ffi::Error CpafBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> y, ffi::Buff
   const int64_t threads =
       std::max<int64_t>(1, std::min<int64_t>(max_threads, pool.num_threads()));
   const int64_t most = std::max<int64_t>(1, (v * rows * m) >> 16);
-  w->by_rows = m < 2 * kBlock * threads;
-  const int64_t n = w->by_rows ? rows : (m + kBlock - 1) / kBlock;
+  w->by_rows = m < 2 * kGrain * threads;
+  const int64_t n = w->by_rows ? rows : (m + kGrain - 1) / kGrain;
   w->chunks = std::max<int64_t>(1, std::min({threads, most, n}));
-  // Column chunks are whole blocks, so blocks stay aligned with the vector loops.
-  w->step = (n + w->chunks - 1) / w->chunks * (w->by_rows ? 1 : kBlock);
+  // Column chunks are whole grains, so blocks stay aligned with the vector loops.
+  w->step = (n + w->chunks - 1) / w->chunks * (w->by_rows ? 1 : kGrain);
   if (w->by_rows) w->partial.assign(w->chunks * v * 2 * km, 0.0f);
   for (int64_t t = 1; t < w->chunks; ++t) {
     pool.Schedule([w] { w->run(); });
