@@ -116,13 +116,14 @@ inline void centered_and_df(float u, float& c, float& d) {
 // Columns are split between threads in whole grains, so each chunk starts on a vector boundary.
 constexpr int64_t kGrain = 256;
 
-// Columns per block for K terms: the block's 2K running sums (32768 floats) stay in L2 while
-// the block's rows stream past in order, each read in long contiguous pieces. Blocks of 256
-// columns, whose sums fit in L1, read each row in short pieces a row's length apart, which ran
-// slower at large batches when both layouts were timed side by side.
+// Columns per block for K terms: the block's 2K running sums (at most 32768 floats) stay in L2
+// while the block's rows stream past in order, each read in long contiguous pieces; whole
+// grains, so every block starts on a vector boundary. Blocks of 256 columns, whose sums fit in
+// L1, read each row in short pieces a row's length apart, which ran slower at large batches
+// when both layouts were timed side by side.
 template <int K>
 constexpr int64_t block_columns() {
-  return 16384 / K;
+  return 16384 / K / kGrain * kGrain;
 }
 
 // PAU's rows r.. r+RB-1 of columns [jb, je): P, P', Q, Q' by Horner (no power of |y| is
