@@ -135,8 +135,7 @@ def jit(fun: Callable, *, platform: str | None = None, **jit_kwargs) -> Callable
     """
     platform = platform or jax.default_backend()
     opts = compiler_options(platform)
-    if platform == "cpu":
-        host_memory.keep_freed_memory()  # the same steps, without paging in their temporaries
+    host_memory.keep_freed_memory_on(platform)  # steps that don't page in their temporaries
     if opts is None:
         return jax.jit(fun, **jit_kwargs)
     # The caller's own options win over ours.

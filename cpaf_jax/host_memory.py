@@ -15,11 +15,12 @@ state more often than its ReLU counterpart, which made the cost ratio between th
 
 ``keep_freed_memory`` fixes all three once: allocations up to ``MMAP_THRESHOLD`` come from a
 heap, up to ``TRIM_THRESHOLD`` of free memory stays in it, and a thread's heap is not unmapped
-when it empties (``TOP_PAD``). It runs when ``cpaf``, ``cpaf_max_pool_2x2`` or
-``cpaf_jax.jit`` is first traced for the CPU backend (importing the package changes nothing),
-only with glibc, and never where the process chose its own ``malloc`` settings (``MALLOC_*_``
-variables, ``glibc.malloc`` tunables) or ``CPAF_JAX_MALLOC=0`` is set. The price is memory the
-process keeps after freeing it, which no longer shrinks between steps.
+when it empties (``TOP_PAD``). It runs, through ``keep_freed_memory_on``, when ``cpaf`` or
+``cpaf_max_pool_2x2`` is first traced or ``cpaf_jax.jit`` first wraps a function for the CPU
+backend (importing the package changes nothing), only with glibc, and never where the process
+chose its own ``malloc`` settings (``MALLOC_*_`` variables, ``glibc.malloc`` tunables) or
+``CPAF_JAX_MALLOC=0`` is set. The price is memory the process keeps after freeing it, which no
+longer shrinks between steps.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import os
 import platform
 import threading
 from collections.abc import Mapping
+
+import jax
 
 #: glibc's ``mallopt`` parameters (``<malloc.h>``).
 M_TRIM_THRESHOLD = -1
@@ -105,3 +108,16 @@ def keep_freed_memory() -> bool:
                     applied = False
             _state["applied"] = applied
         return _state["applied"]
+
+
+def keep_freed_memory_on(platform: str | None = None) -> bool:
+    """``keep_freed_memory`` for a program that will run on ``platform`` (``None``: JAX's default
+    backend): only the CPU backend keeps its buffers in this process's heap. ``cpaf`` and
+    ``cpaf_max_pool_2x2`` call it when traced, ``cpaf_jax.jit`` when it wraps a function.
+
+    Returns:
+      whether the thresholds are this module's (always ``False`` off the CPU backend).
+    """
+    if (platform or jax.default_backend()) != "cpu":
+        return False
+    return keep_freed_memory()

@@ -75,6 +75,26 @@ def test_keep_freed_memory_leaves_a_chosen_setting(fresh_state, monkeypatch):
     assert libc.calls == []
 
 
+@pytest.mark.parametrize("platform, calls", [("cpu", 3), ("gpu", 0), ("tpu", 0)])
+def test_keep_freed_memory_on_applies_on_the_cpu_backend_only(
+    fresh_state, monkeypatch, platform, calls
+):
+    libc = _FakeLibc()
+    monkeypatch.setattr(host_memory.ctypes, "CDLL", lambda name: libc)
+    assert host_memory.keep_freed_memory_on(platform) is (calls > 0)
+    assert len(libc.calls) == calls
+
+
+def test_keep_freed_memory_on_reads_the_default_backend(fresh_state, monkeypatch):
+    libc = _FakeLibc()
+    monkeypatch.setattr(host_memory.ctypes, "CDLL", lambda name: libc)
+    monkeypatch.setattr(host_memory.jax, "default_backend", lambda: "gpu")
+    assert host_memory.keep_freed_memory_on() is False
+    monkeypatch.setattr(host_memory.jax, "default_backend", lambda: "cpu")
+    assert host_memory.keep_freed_memory_on() is True
+    assert len(libc.calls) == 3
+
+
 # Frees 96 MiB in 200 KiB blocks and allocates them again: with glibc's dynamic thresholds
 # the freed memory goes back to the kernel (its trim threshold is at most 64 MiB) and every
 # page faults again; with the thresholds fixed it stays.

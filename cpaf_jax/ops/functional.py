@@ -394,7 +394,7 @@ def cpaf(
     base = resolve_base(base)
     y, a, b, _ = _prepare(y, a, b)
     y, a, b = match_vma(y, a, b)  # replicated a, b under a batch-split shard_map
-    keep_host_memory()
+    host_memory.keep_freed_memory_on()
     impl = implementation or DEFAULT_IMPLEMENTATION
     if impl == "custom_vjp":
         return _cpaf_custom(y, a, b, base)
@@ -405,13 +405,6 @@ def cpaf(
     if impl == "naive":
         return _forward_naive(y, a, b, base)
     raise ValueError(f"cpaf: unknown implementation {impl!r}; choose one of {IMPLEMENTATIONS}")
-
-
-def keep_host_memory() -> None:
-    """On the CPU backend, ``host_memory.keep_freed_memory`` (once per process): a step whose
-    temporaries XLA:CPU pages in again on every execution costs more than its compute."""
-    if jax.default_backend() == "cpu":
-        host_memory.keep_freed_memory()
 
 
 def cpaf_terms(y: Array, a: Array, b: Array, base: BaseLike = "sigmoid") -> Array:

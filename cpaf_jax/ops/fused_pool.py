@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from cpaf_jax import host_memory
 from cpaf_jax.ops import functional as F
 from cpaf_jax.ops import reductions as R
 from cpaf_jax.ops.bases import SIGMOID, TANH, Base, resolve_base
@@ -99,7 +100,7 @@ def cpaf_max_pool_2x2(
     # returns each cotangent in its input's dtype.
     dtype = jnp.result_type(y, bias)
     y, bias, a, b = match_vma(y.astype(dtype), bias.astype(dtype), a, b)  # see ops/vma.py
-    F.keep_host_memory()
+    host_memory.keep_freed_memory_on()
     return _fused(y, bias, a, b, base)
 
 
